@@ -1,0 +1,54 @@
+"""The exceptions tenantgate raises.
+
+Domain errors know nothing of HTTP; one exception handler in the web layer maps them to
+problem+json responses.
+
+    TenantgateError
+    ├── KeyFormatError (also ValueError)     a string that is not a well-formed tenantgate key
+    ├── SettingsError                        a missing or malformed TENANTGATE_* setting
+    ├── EmbeddedServerError                  an embedded server failed to start or answer
+    └── ServiceUnavailableError              a backing service (PostgreSQL, Redis, S3) is down
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EmbeddedServerError",
+    "KeyFormatError",
+    "ServiceUnavailableError",
+    "SettingsError",
+    "TenantgateError",
+]
+
+
+class TenantgateError(Exception):
+    """Base class of every error tenantgate raises on purpose."""
+
+
+class KeyFormatError(TenantgateError, ValueError):
+    """The string is not a well-formed key: wrong prefix, alphabet, length or checksum.
+
+    Raised by the native core; the message says which part is wrong and never echoes the key.
+    """
+
+
+class SettingsError(TenantgateError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+class EmbeddedServerError(TenantgateError):
+    """An embedded development/test server could not be started or did not answer."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        super().__init__(f"{server}: {reason}")
+        self.server = server
+        self.reason = reason
+
+
+class ServiceUnavailableError(TenantgateError):
+    """A backing service did not answer; the web layer turns this into 503 + Retry-After."""
+
+    def __init__(self, service: str, retry_after: int = 1) -> None:
+        super().__init__(f"{service} is unavailable")
+        self.service = service
+        self.retry_after = retry_after

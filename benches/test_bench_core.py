@@ -1,0 +1,203 @@
+"""The native core against the best pure-Python version of the same logic, side by side.
+
+Each group has one member with ``extra_info["impl"] == "native"`` and one with
+``"reference"``. A round makes ``OPS`` calls (driven from C by ``map`` where the operation is a
+single call, so that loop overhead does not drown a ~100 ns operation), and
+``extra_info["ops_per_round"]`` lets ``benches/report.py`` turn round times into nanoseconds per
+operation. Every bench checks its answers: a fast wrong answer must fail, not win.
+
+Run with ``pytest benches --benchmark-only --benchmark-json=bench-results.json``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import deque
+from itertools import repeat
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tenantgate import _native as native
+from tenantgate import reference as ref
+
+OPS = 1_000
+ROUNDS = 300
+WARMUP_ROUNDS = 20
+PEPPER = b"bench-pepper-0123456789abcdefghij"
+HOST = "api.tenantgate.test:443"
+
+IMPLS = pytest.mark.parametrize("impl", [native, ref], ids=["native", "reference"])
+
+
+def name_of(impl: ModuleType) -> str:
+    return "native" if impl is native else "reference"
+
+
+def run(benchmark: Any, impl: ModuleType, fn: Any) -> Any:
+    """Time ``fn`` (which makes OPS calls) and record what the report needs."""
+    benchmark.extra_info["impl"] = name_of(impl)
+    benchmark.extra_info["ops_per_round"] = OPS
+    result = benchmark.pedantic(fn, rounds=ROUNDS, iterations=1, warmup_rounds=WARMUP_ROUNDS)
+    if benchmark.stats is not None:
+        benchmark.extra_info["per_op_ns"] = benchmark.stats.stats.median / OPS * 1e9
+    return result
+
+
+def last(iterator: Any) -> Any:
+    """Exhaust ``iterator`` in C, keeping only the last item."""
+    return deque(iterator, maxlen=1)[0]
+
+
+class Principal:
+    """What the service caches per key: who it is and which (shared) quota applies."""
+
+    __slots__ = ("key_id", "quota", "tenant_id")
+
+    def __init__(self, tenant_id: str, key_id: str, quota: object) -> None:
+        self.tenant_id = tenant_id
+        self.key_id = key_id
+        self.quota = quota
+
+
+@pytest.fixture(scope="module")
+def keys() -> list[str]:
+    return [native.generate_key() for _ in range(OPS)]
+
+
+def loaded_verifier(impl: ModuleType, keys: list[str], quota: object) -> tuple[Any, list[Any]]:
+    """A verifier holding every key of ``keys``, each for its own tenant, on the real clock."""
+    verifier = impl.Verifier(PEPPER, ttl_seconds=3600.0, negative_ttl_seconds=3600.0)
+    verifier.bind_domain("other-tenant.example", "tenant-x")
+    principals = []
+    for i, key in enumerate(keys):
+        principal = Principal(f"tenant-{i}", f"key-{i}", quota)
+        verifier.insert(
+            verifier.hash(key),
+            tenant_id=principal.tenant_id,
+            key_id=principal.key_id,
+            expires_at=None,
+            usable=True,
+            payload=principal,
+        )
+        principals.append(principal)
+    return verifier, principals
+
+
+@IMPLS
+@pytest.mark.benchmark(group="key.parse")
+def test_key_parse(benchmark, impl, keys):
+    parse = impl.parse_key
+    assert [parse(k).random for k in keys] == [k[8:-6] for k in keys]
+    parsed = run(benchmark, impl, lambda: last(map(parse, keys)))
+    assert (parsed.env, parsed.random, parsed.checksum) == ("live", keys[-1][8:-6], keys[-1][-6:])
+
+
+@IMPLS
+@pytest.mark.benchmark(group="key.hash")
+def test_key_hash(benchmark, impl, keys):
+    hash_ = impl.KeyHasher(PEPPER).hash
+    assert hash_(keys[0]) == hmac.digest(PEPPER, keys[0].encode(), "sha256")
+    digest = run(benchmark, impl, lambda: last(map(hash_, keys)))
+    assert digest == hmac.digest(PEPPER, keys[-1].encode(), "sha256")
+
+
+@IMPLS
+@pytest.mark.benchmark(group="auth.verify_header.hit")
+def test_verify_header_hit(benchmark, impl, keys):
+    verifier, principals = loaded_verifier(impl, keys, impl.Quota(1e9, 1_000_000))
+    headers = [f"Bearer {k}" for k in keys]
+    verify = verifier.verify
+    assert all(verify(h, HOST) is p for h, p in zip(headers, principals, strict=True))
+    answer = run(benchmark, impl, lambda: last(map(verify, headers, repeat(HOST))))
+    assert answer is principals[-1]
+
+
+@IMPLS
+@pytest.mark.benchmark(group="auth.verify_header.garbage")
+def test_verify_header_garbage(benchmark, impl, keys):
+    """What a scanner sends: wrong checksums, wrong schemes, junk. Refused before any hashing."""
+    verifier, _ = loaded_verifier(impl, keys[:10], impl.Quota(1.0, 1))
+    junk = [
+        f"Bearer {keys[0][:-1]}x",
+        "Basic YWRtaW46YWRtaW4=",
+        "Bearer ",
+        "Bearer tg_live_abc",
+        f"Bearer {keys[1][:20]}",
+        "Bearer ' OR 1=1 --",
+        f"Token {keys[2]}",
+        "x" * 60,
+    ]
+    headers = [junk[i % len(junk)] for i in range(OPS)]
+    verify = verifier.verify
+    assert all(verify(h, HOST) is None for h in headers)
+    answer = run(benchmark, impl, lambda: last(map(verify, headers, repeat(HOST))))
+    assert answer is None
+
+
+@IMPLS
+@pytest.mark.benchmark(group="limit.acquire")
+def test_limit_acquire(benchmark, impl):
+    limiter = impl.Limiter()
+    quota = impl.Quota(1e9, 1_000_000_000)
+    ids = [f"tenant-{i}" for i in range(OPS)]
+    acquire = limiter.try_acquire
+    assert all(acquire(i, quota).allowed for i in ids)
+    decision = run(benchmark, impl, lambda: last(map(acquire, ids, repeat(quota))))
+    assert decision.allowed
+    assert decision.limit == 1_000_000_000
+    assert len(limiter) == OPS
+
+
+def authenticate_and_limit(verify: Any, acquire: Any, miss: type, headers: list[str]) -> Any:
+    """The per-request path of the middleware: identify the key, then charge its tenant."""
+    decision = None
+    for header in headers:
+        principal = verify(header, HOST)
+        if principal is None or type(principal) is miss:
+            raise AssertionError("every key is cached and valid")
+        decision = acquire(principal.tenant_id, principal.quota)
+    return decision
+
+
+@IMPLS
+@pytest.mark.benchmark(group="auth+limit")
+def test_auth_and_limit(benchmark, impl, keys):
+    quota = impl.Quota(1e9, 1_000_000_000)
+    verifier, _ = loaded_verifier(impl, keys, quota)
+    limiter = impl.Limiter()
+    headers = [f"Bearer {k}" for k in keys]
+    args = (verifier.verify, limiter.try_acquire, impl.Miss, headers)
+    decision = run(benchmark, impl, lambda: authenticate_and_limit(*args))
+    assert decision.allowed
+    assert decision.remaining < 1_000_000_000
+    assert len(limiter) == OPS
+
+
+@IMPLS
+@pytest.mark.benchmark(group="auth+limit.fused")
+def test_auth_and_limit_fused(benchmark, impl, keys):
+    """The same path as one call: ``verify_and_acquire`` charges the quota cached with the key."""
+    quota = impl.Quota(1e9, 1_000_000_000)
+    verifier = impl.Verifier(PEPPER, ttl_seconds=3600.0)
+    verifier.bind_domain("other-tenant.example", "tenant-x")
+    for i, key in enumerate(keys):
+        verifier.insert(
+            verifier.hash(key),
+            tenant_id=f"tenant-{i}",
+            key_id=f"key-{i}",
+            expires_at=None,
+            usable=True,
+            payload=i,
+            quota=quota,
+        )
+    limiter = impl.Limiter()
+    headers = [f"Bearer {k}" for k in keys]
+    fused = verifier.verify_and_acquire
+    payload, decision = run(
+        benchmark, impl, lambda: last(map(fused, headers, repeat(HOST), repeat(limiter)))
+    )
+    assert payload == OPS - 1
+    assert decision.allowed
+    assert len(limiter) == OPS

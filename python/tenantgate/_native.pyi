@@ -1,0 +1,163 @@
+"""Type stubs for ``tenantgate._native``, the Rust core's PyO3 binding.
+
+Kept honest by ``python -m mypy.stubtest tenantgate._native``.
+"""
+
+from typing import Self, final
+
+__all__ = [
+    "Decision",
+    "KeyHasher",
+    "Limiter",
+    "ManualClock",
+    "Miss",
+    "ParsedKey",
+    "Quota",
+    "Verifier",
+    "constant_time_eq",
+    "generate_key",
+    "key_checksum",
+    "parse_key",
+]
+
+def generate_key(env: str = "live") -> str:
+    """A new random key ``tg_<env>_<30 base62><6 base62 checksum>``; ValueError for env
+    other than ``"live"``/``"test"``."""
+
+def parse_key(key: str | bytes) -> ParsedKey:
+    """Check prefix, environment, length, alphabet and checksum.
+
+    Raises ``tenantgate.errors.KeyFormatError`` (a ValueError) naming the part that is wrong.
+    """
+
+def key_checksum(body: str) -> str:
+    """The 6-character base62 CRC32 (IEEE) of ``body``."""
+
+def constant_time_eq(a: bytes, b: bytes) -> bool:
+    """Compare in time that depends only on the lengths."""
+
+@final
+class ParsedKey:
+    """The parts of a well-formed key."""
+
+    @property
+    def env(self) -> str: ...
+    @property
+    def random(self) -> str: ...
+    @property
+    def checksum(self) -> str: ...
+    @property
+    def display_prefix(self) -> str: ...
+
+@final
+class KeyHasher:
+    """HMAC-SHA-256 under a pepper of at least 16 bytes (ValueError otherwise)."""
+
+    def __new__(cls, pepper: bytes) -> Self: ...
+    def hash(self, key: str | bytes) -> bytes:
+        """The 32-byte HMAC-SHA-256 of ``key`` (a str is hashed as UTF-8)."""
+
+@final
+class ManualClock:
+    """A clock that moves only when told to. Monotonic time starts at 0.0."""
+
+    def __new__(cls, unix_time: float = 1_700_000_000.0) -> Self: ...
+    def advance(self, seconds: float) -> None:
+        """Move monotonic and Unix time forward together (ValueError if negative)."""
+    def set_unix_time(self, unix_time: float) -> None:
+        """Set the Unix time; monotonic time is unaffected."""
+    def unix_time(self) -> float: ...
+    def monotonic(self) -> float: ...
+
+@final
+class Miss:
+    """A cache miss: look ``digest`` up, insert the record or a refusal, verify again."""
+
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def display_prefix(self) -> str: ...
+
+@final
+class Verifier:
+    """The in-process cache of key records and the one-call ``verify`` hot path."""
+
+    def __new__(
+        cls,
+        pepper: bytes,
+        *,
+        capacity: int = 1_000_000,
+        ttl_seconds: float = 30.0,
+        negative_ttl_seconds: float = 5.0,
+        clock: ManualClock | None = None,
+    ) -> Self: ...
+    def verify(
+        self, authorization: bytes | str | None, host: bytes | str | None = None
+    ) -> object | Miss | None:
+        """The payload on a hit, ``Miss`` on a cache miss, ``None`` when refused."""
+    def verify_and_acquire(
+        self,
+        authorization: bytes | str | None,
+        host: bytes | str | None,
+        limiter: Limiter,
+        cost: int = 1,
+    ) -> tuple[object, Decision | None] | Miss | None:
+        """``verify``, then on a hit ``limiter.try_acquire(bucket, quota, cost)`` with the
+        bucket and quota the record was inserted with: ``(payload, Decision)`` on a hit
+        (``(payload, None)`` if the record has no quota), ``Miss``, or ``None``."""
+    def hash(self, key: str | bytes) -> bytes: ...
+    def insert(
+        self,
+        digest: bytes,
+        *,
+        tenant_id: str,
+        key_id: str,
+        expires_at: float | None,
+        usable: bool,
+        payload: object,
+        quota: Quota | None = None,
+        bucket: str | None = None,
+    ) -> None: ...
+    def insert_refusal(self, digest: bytes) -> None: ...
+    def invalidate_key(self, key_id: str) -> bool: ...
+    def invalidate_tenant(self, tenant_id: str) -> int: ...
+    def bind_domain(self, domain: str, tenant_id: str) -> None: ...
+    def unbind_domain(self, domain: str) -> None: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+
+@final
+class Quota:
+    """A rate and burst shared by every bucket that uses it."""
+
+    def __new__(cls, rate_per_second: float, burst: int) -> Self: ...
+    @property
+    def rate_per_second(self) -> float: ...
+    @property
+    def burst(self) -> int: ...
+    def update(self, rate_per_second: float, burst: int) -> None:
+        """Replace rate and burst atomically; applies to every bucket on its next call."""
+
+@final
+class Decision:
+    """The outcome of ``Limiter.try_acquire``."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_after(self) -> float: ...
+    @property
+    def retry_after(self) -> float:
+        """0.0 when allowed; ``inf`` if the cost exceeds the burst."""
+
+@final
+class Limiter:
+    """GCRA token buckets keyed by id, each checked against the quota passed in."""
+
+    def __new__(cls, *, capacity: int = 1_000_000, clock: ManualClock | None = None) -> Self: ...
+    def try_acquire(self, id: str, quota: Quota, cost: int = 1) -> Decision: ...
+    def __len__(self) -> int: ...

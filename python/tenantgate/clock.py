@@ -1,0 +1,12 @@
+"""Time as the native core reads it.
+
+The verifier and the limiter read the system clocks unless given a :class:`ManualClock`, which
+moves only when told to (``advance``, ``set_unix_time``); tests use it to drive TTLs, key
+expiry and token refill deterministically. Re-exported from :mod:`tenantgate._native`.
+"""
+
+from __future__ import annotations
+
+from tenantgate._native import ManualClock
+
+__all__ = ["ManualClock"]

@@ -1,0 +1,43 @@
+"""API keys: format, hashing and the per-request verifier cache.
+
+Everything here is the native core itself (:mod:`tenantgate._native`), re-exported with no
+wrapper in between, so a call costs one native call.
+
+A key is ``tg_<env>_`` (``env`` is ``live`` or ``test``), 30 random base62 characters (30 to 64
+accepted), then a 6-character base62 CRC32 of everything before it, so that typos are caught
+before any lookup. Keys are stored only as HMAC-SHA-256 digests under a server-side pepper.
+
+- :func:`generate_key` — a new key from the OS random source.
+- :func:`parse_key` — a :class:`ParsedKey` or :class:`~tenantgate.errors.KeyFormatError`
+  (whose message never contains the key).
+- :func:`key_checksum` — the checksum of a key body; :func:`constant_time_eq`.
+- :class:`KeyHasher` — the keyed digest a key is stored and looked up by.
+- :class:`Verifier` — ``verify(authorization, host)`` answers the cached payload, ``None``
+  (refuse: malformed, revoked, expired, unusable, cached refusal, or a key of another tenant on
+  a bound custom domain) or a :class:`Miss` carrying the digest to look up and
+  :meth:`~Verifier.insert`.
+"""
+
+from __future__ import annotations
+
+from tenantgate._native import (
+    KeyHasher,
+    Miss,
+    ParsedKey,
+    Verifier,
+    constant_time_eq,
+    generate_key,
+    key_checksum,
+    parse_key,
+)
+
+__all__ = [
+    "KeyHasher",
+    "Miss",
+    "ParsedKey",
+    "Verifier",
+    "constant_time_eq",
+    "generate_key",
+    "key_checksum",
+    "parse_key",
+]

@@ -1,0 +1,190 @@
+//! Time sources. The verifier and limiter read time only through [`Clock`], so tests can
+//! drive it with [`ManualClock`].
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{CoreError, CoreResult};
+
+/// Nanoseconds per second.
+pub const NANOS_PER_SECOND: f64 = 1e9;
+
+/// A source of monotonic and wall-clock time.
+pub trait Clock: Debug + Send + Sync {
+    /// Nanoseconds on a monotonic clock (never goes backwards; the origin is arbitrary).
+    fn monotonic_ns(&self) -> u64;
+    /// Seconds since the Unix epoch (wall clock; may jump).
+    fn unix_seconds(&self) -> f64;
+}
+
+/// The real clock: [`Instant`] for monotonic time and [`SystemTime`] for wall time.
+///
+/// All `SystemClock`s share one monotonic origin (the first one's creation), so their
+/// readings are comparable.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    origin: Instant,
+}
+
+static ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+impl SystemClock {
+    /// A clock on the process-wide monotonic origin.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            origin: *ORIGIN.get_or_init(Instant::now),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    #[inline]
+    fn monotonic_ns(&self) -> u64 {
+        // u64 nanoseconds last 584 years; saturate rather than wrap.
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    #[inline]
+    fn unix_seconds(&self) -> f64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        }
+    }
+}
+
+/// A clock that moves only when told to. Monotonic time starts at 0.
+#[derive(Debug)]
+pub struct ManualClock {
+    monotonic_ns: AtomicU64,
+    unix_bits: AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock at monotonic time 0 and the given Unix time.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] if `unix_seconds` is not finite.
+    pub fn new(unix_seconds: f64) -> CoreResult<Self> {
+        check_finite(unix_seconds, "unix_time must be finite")?;
+        Ok(Self {
+            monotonic_ns: AtomicU64::new(0),
+            unix_bits: AtomicU64::new(unix_seconds.to_bits()),
+        })
+    }
+
+    /// Moves monotonic and Unix time forward together by `seconds`.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] if `seconds` is negative or not finite.
+    pub fn advance(&self, seconds: f64) -> CoreResult<()> {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return Err(CoreError::InvalidArgument(
+                "seconds must be finite and not negative",
+            ));
+        }
+        // `as` saturates for out-of-range floats, which is what we want here.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ns = (seconds * NANOS_PER_SECOND).round() as u64;
+        let _ = self
+            .monotonic_ns
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_add(ns))
+            });
+        let _ = self
+            .unix_bits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some((f64::from_bits(b) + seconds).to_bits())
+            });
+        Ok(())
+    }
+
+    /// Sets the Unix time (monotonic time is unaffected, as when a wall clock is adjusted).
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] if `unix_seconds` is not finite.
+    pub fn set_unix(&self, unix_seconds: f64) -> CoreResult<()> {
+        check_finite(unix_seconds, "unix_time must be finite")?;
+        self.unix_bits
+            .store(unix_seconds.to_bits(), Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Clock for ManualClock {
+    #[inline]
+    fn monotonic_ns(&self) -> u64 {
+        self.monotonic_ns.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    fn unix_seconds(&self) -> f64 {
+        f64::from_bits(self.unix_bits.load(Ordering::Acquire))
+    }
+}
+
+/// Whether two clock handles are the same clock (so their readings can be shared).
+#[must_use]
+pub fn same_clock(a: &Arc<dyn Clock>, b: &Arc<dyn Clock>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
+fn check_finite(value: f64, message: &'static str) -> CoreResult<()> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidArgument(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let c = ManualClock::new(1_700_000_000.0).unwrap();
+        assert_eq!(c.monotonic_ns(), 0);
+        c.advance(1.5).unwrap();
+        assert_eq!(c.monotonic_ns(), 1_500_000_000);
+        assert!((c.unix_seconds() - 1_700_000_001.5).abs() < 1e-6);
+        c.set_unix(5.0).unwrap();
+        assert_eq!(c.monotonic_ns(), 1_500_000_000);
+        assert!((c.unix_seconds() - 5.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn manual_clock_rejects_bad_input() {
+        assert!(ManualClock::new(f64::NAN).is_err());
+        let c = ManualClock::new(0.0).unwrap();
+        assert!(c.advance(-1.0).is_err());
+        assert!(c.advance(f64::INFINITY).is_err());
+        assert!(c.set_unix(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn same_clock_compares_identity() {
+        let a: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        let b: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        assert!(same_clock(&a, &a.clone()));
+        assert!(!same_clock(&a, &b));
+    }
+
+    #[test]
+    fn system_clock_is_monotonic_and_near_now() {
+        let c = SystemClock::new();
+        let a = c.monotonic_ns();
+        let b = c.monotonic_ns();
+        assert!(b >= a);
+        assert!(c.unix_seconds() > 1_600_000_000.0);
+    }
+}

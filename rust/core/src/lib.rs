@@ -1,0 +1,42 @@
+//! tenantgate's core, in pure Rust: no Python, no I/O.
+//!
+//! * [`keys`]: the key format (`tg_<env>_<random><checksum>`), generation from the OS
+//!   CSPRNG, parsing, keyed hashing (HMAC-SHA-256) and constant-time comparison.
+//! * [`verifier`]: the bounded, sharded cache that turns an `Authorization` header into a
+//!   key record in one call.
+//! * [`limiter`]: a lock-free GCRA rate limiter with shared, updatable quotas.
+//! * [`clock`]: the time sources both read, so tests can drive time.
+//! * [`error`]: the errors all of them return.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, clippy::pedantic)]
+#![allow(clippy::module_name_repetitions)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::cast_precision_loss,
+        clippy::float_cmp
+    )
+)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod clock;
+pub mod error;
+pub mod keys;
+pub mod limiter;
+pub mod verifier;
+
+pub use clock::{same_clock, Clock, ManualClock, SystemClock};
+pub use error::{CoreError, CoreResult, KeyFormatError};
+pub use keys::{
+    check_key, checksum, checksum_string, constant_time_eq, generate_key, Digest, DisplayPrefix,
+    Env, KeyHasher, ParsedKey,
+};
+pub use limiter::{Decision, Limiter, Quota, QuotaValue};
+pub use verifier::{bearer_token, normalize_host, Miss, Record, Verdict, Verifier, VerifierConfig};

@@ -1,0 +1,991 @@
+//! The hot path: from an `Authorization` header to a cached key record in one call.
+//!
+//! [`Verifier::verify_with`] parses the bearer token (refusing malformed keys without
+//! hashing), computes the keyed hash, and looks it up in a bounded, sharded in-process cache
+//! of key records. The cache is not the truth (the database is): on a miss the caller looks
+//! the digest up, then [`Verifier::insert`]s a record or [`Verifier::insert_refusal`]s it, and
+//! verifies again.
+//!
+//! # Layout
+//!
+//! * Entries are indexed by the first 8 bytes of the digest (already uniformly random, so an
+//!   identity hasher), in a shard chosen by bytes 8..16; a hit compares all 32 bytes in
+//!   constant time. A different digest with the same index replaces the older entry.
+//! * Key and tenant ids are stored as 128-bit keyed fingerprints, not strings; per-shard
+//!   secondary indices (key → entry, (tenant, entry) set) make invalidation proportional to
+//!   the shard count plus the entries removed, not the table size.
+//! * Each shard holds at most its share of the capacity. When a new entry would exceed it,
+//!   the shard drops entries whose TTL has passed, then the oldest (by TTL deadline, so
+//!   refusals with their shorter TTL go first) down to 7/8 of its share, so the work is
+//!   amortised: *evict expired, then oldest*.
+//! * Verification takes one shard read lock (plus the domain map's read lock when a host is
+//!   given and any domain is bound, never both at once).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use subtle::ConstantTimeEq;
+
+use crate::clock::{Clock, NANOS_PER_SECOND};
+use crate::error::{CoreError, CoreResult};
+use crate::keys::{check_key, Digest, DisplayPrefix, KeyHasher};
+use crate::limiter::{keep_after_eviction, shard_layout, shard_of, IdentityBuild};
+
+/// Longest host name (after normalisation) that can be bound to a tenant.
+pub const MAX_DOMAIN_LEN: usize = 255;
+
+/// A 128-bit keyed fingerprint of an id string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Fp(u64, u64);
+
+impl Hash for Fp {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+/// What to cache for a key found in the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<P> {
+    /// The tenant the key belongs to.
+    pub tenant_id: String,
+    /// The key's own id (for [`Verifier::invalidate_key`]).
+    pub key_id: String,
+    /// Unix seconds after which the key is refused; `None` for never.
+    pub expires_at: Option<f64>,
+    /// Whether the key and its tenant are both active.
+    pub usable: bool,
+    /// What a hit returns.
+    pub payload: P,
+}
+
+/// A cache miss: look `digest` up in the database, insert the result, verify again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss {
+    /// The keyed hash of the presented key.
+    pub digest: Digest,
+    /// The key's display prefix, safe to log.
+    pub display_prefix: DisplayPrefix,
+}
+
+/// The outcome of a verification. A refusal never says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict<R> {
+    /// A usable, unexpired key of the right tenant: the hit callback's result.
+    Hit(R),
+    /// Not cached, or cached too long ago.
+    Miss(Miss),
+    /// Refused, for whatever reason.
+    Refused,
+}
+
+/// Cache sizing and lifetimes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VerifierConfig {
+    /// Most entries held (records and refusals together), approximately.
+    pub capacity: usize,
+    /// Seconds a record stays valid in the cache.
+    pub ttl_seconds: f64,
+    /// Seconds a refusal stays valid in the cache.
+    pub negative_ttl_seconds: f64,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 1_000_000,
+            ttl_seconds: 30.0,
+            negative_ttl_seconds: 5.0,
+        }
+    }
+}
+
+struct Entry<P> {
+    digest: Digest,
+    /// Monotonic ns after which the entry is stale.
+    deadline_ns: u64,
+    /// Unix seconds after which the key is refused; infinity for never.
+    expires_at: f64,
+    key: Fp,
+    tenant: Fp,
+    usable: bool,
+    /// `None` for a cached refusal.
+    payload: Option<P>,
+}
+
+struct Shard<P> {
+    map: HashMap<u64, Entry<P>, IdentityBuild>,
+    by_key: HashMap<Fp, u64, IdentityBuild>,
+    by_tenant: BTreeSet<(Fp, u64)>,
+}
+
+impl<P> Default for Shard<P> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::default(),
+            by_key: HashMap::default(),
+            by_tenant: BTreeSet::new(),
+        }
+    }
+}
+
+impl<P> Shard<P> {
+    fn remove(&mut self, index: u64) -> Option<Entry<P>> {
+        let entry = self.map.remove(&index)?;
+        if entry.payload.is_some() {
+            if self.by_key.get(&entry.key) == Some(&index) {
+                self.by_key.remove(&entry.key);
+            }
+            self.by_tenant.remove(&(entry.tenant, index));
+        }
+        Some(entry)
+    }
+
+    fn insert(&mut self, index: u64, entry: Entry<P>, graveyard: &mut Vec<Entry<P>>) {
+        if entry.payload.is_some() {
+            // One cached entry per key id per shard, so the key index stays exact.
+            if let Some(old) = self.by_key.insert(entry.key, index) {
+                if old != index {
+                    graveyard.extend(self.remove(old));
+                    self.by_key.insert(entry.key, index);
+                }
+            }
+            self.by_tenant.insert((entry.tenant, index));
+        }
+        self.map.insert(index, entry);
+    }
+
+    /// Drops stale entries, then the oldest, down to `keep`.
+    fn evict(&mut self, now: u64, keep: usize, graveyard: &mut Vec<Entry<P>>) {
+        let stale: Vec<u64> = self
+            .map
+            .iter()
+            .filter(|(_, e)| e.deadline_ns <= now)
+            .map(|(&i, _)| i)
+            .collect();
+        for i in stale {
+            graveyard.extend(self.remove(i));
+        }
+        if self.map.len() > keep {
+            let mut by_age: Vec<(u64, u64)> =
+                self.map.iter().map(|(&i, e)| (e.deadline_ns, i)).collect();
+            let drop = by_age.len() - keep;
+            by_age.select_nth_unstable(drop - 1);
+            for &(_, i) in &by_age[..drop] {
+                graveyard.extend(self.remove(i));
+            }
+        }
+    }
+}
+
+/// The bounded, sharded cache of key records with its key hasher and domain bindings.
+pub struct Verifier<P> {
+    shards: Box<[RwLock<Shard<P>>]>,
+    share: usize,
+    hasher: KeyHasher,
+    ttl_ns: u64,
+    negative_ttl_ns: u64,
+    clock: Arc<dyn Clock>,
+    domains: RwLock<HashMap<Box<[u8]>, Fp, ahash::RandomState>>,
+    any_domains: AtomicBool,
+    seeds: (ahash::RandomState, ahash::RandomState),
+}
+
+impl<P> fmt::Debug for Verifier<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("shards", &self.shards.len())
+            .field("share", &self.share)
+            .field("ttl_ns", &self.ttl_ns)
+            .field("negative_ttl_ns", &self.negative_ttl_ns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Compares two digests in constant time: XOR-OR of four words, then `subtle` on the result
+/// (one optimisation barrier rather than one per byte).
+#[inline]
+fn digests_equal(a: &Digest, b: &Digest) -> bool {
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let mut xa = [0u8; 8];
+        let mut ya = [0u8; 8];
+        xa.copy_from_slice(x);
+        ya.copy_from_slice(y);
+        diff |= u64::from_ne_bytes(xa) ^ u64::from_ne_bytes(ya);
+    }
+    diff.ct_eq(&0).into()
+}
+
+fn ttl_ns(seconds: f64, message: &'static str) -> CoreResult<u64> {
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(CoreError::InvalidArgument(message));
+    }
+    // Finite and positive; `as` saturates at u64::MAX.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ns = (seconds * NANOS_PER_SECOND).ceil() as u64;
+    Ok(ns.max(1))
+}
+
+/// The token of an `Authorization: Bearer <token>` header: the scheme is matched without
+/// regard to case, followed by one or more spaces or tabs; trailing whitespace is trimmed.
+#[must_use]
+#[inline]
+pub fn bearer_token(header: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer";
+    let (scheme, rest) = header.split_at_checked(SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    let gap = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    if gap == 0 {
+        return None;
+    }
+    let mut token = &rest[gap..];
+    while let [head @ .., last] = token {
+        if matches!(last, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c) {
+            token = head;
+        } else {
+            break;
+        }
+    }
+    (!token.is_empty()).then_some(token)
+}
+
+/// Normalises a `Host` header value into `out`: drops a `:port` (and the brackets of
+/// `[ipv6]:port`), folds ASCII case, drops one trailing dot. `None` if the result is empty or
+/// longer than [`MAX_DOMAIN_LEN`].
+#[must_use]
+pub fn normalize_host<'a>(host: &[u8], out: &'a mut [u8; MAX_DOMAIN_LEN]) -> Option<&'a [u8]> {
+    let name = if let Some(rest) = host.strip_prefix(b"[") {
+        let end = rest.iter().position(|&b| b == b']')?;
+        &rest[..end]
+    } else {
+        let mut colons = host.iter().enumerate().filter(|(_, &b)| b == b':');
+        match (colons.next(), colons.next()) {
+            (Some((at, _)), None) => &host[..at],
+            // No port, or a bare IPv6 address.
+            _ => host,
+        }
+    };
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    if name.is_empty() || name.len() > MAX_DOMAIN_LEN {
+        return None;
+    }
+    let out = &mut out[..name.len()];
+    for (o, &b) in out.iter_mut().zip(name) {
+        *o = b.to_ascii_lowercase();
+    }
+    Some(out)
+}
+
+impl<P> Verifier<P> {
+    /// A verifier hashing with `pepper`.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] for a pepper under 16 bytes, a zero capacity, or a TTL
+    /// that is not finite and positive.
+    pub fn new(pepper: &[u8], config: VerifierConfig, clock: Arc<dyn Clock>) -> CoreResult<Self> {
+        let hasher = KeyHasher::new(pepper)?;
+        if config.capacity == 0 {
+            return Err(CoreError::InvalidArgument("capacity must be at least 1"));
+        }
+        let ttl = ttl_ns(
+            config.ttl_seconds,
+            "ttl_seconds must be finite and positive",
+        )?;
+        let negative_ttl = ttl_ns(
+            config.negative_ttl_seconds,
+            "negative_ttl_seconds must be finite and positive",
+        )?;
+        let (n, share) = shard_layout(config.capacity);
+        let shards = (0..n)
+            .map(|_| RwLock::new(Shard::default()))
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        Ok(Self {
+            shards,
+            share,
+            hasher,
+            ttl_ns: ttl,
+            negative_ttl_ns: negative_ttl,
+            clock,
+            domains: RwLock::new(HashMap::default()),
+            any_domains: AtomicBool::new(false),
+            seeds: (ahash::RandomState::new(), ahash::RandomState::new()),
+        })
+    }
+
+    /// The keyed hash of `key` (any bytes; not checked for format).
+    #[must_use]
+    #[inline]
+    pub fn hash(&self, key: &[u8]) -> Digest {
+        self.hasher.hash(key)
+    }
+
+    fn fingerprint(&self, id: &str) -> Fp {
+        Fp(self.seeds.0.hash_one(id), self.seeds.1.hash_one(id))
+    }
+
+    #[inline]
+    fn locate(&self, digest: &Digest) -> (u64, &RwLock<Shard<P>>) {
+        let mut lo = [0u8; 8];
+        let mut hi = [0u8; 8];
+        lo.copy_from_slice(&digest[..8]);
+        hi.copy_from_slice(&digest[8..16]);
+        let index = u64::from_le_bytes(lo);
+        let shard = shard_of(u64::from_le_bytes(hi), self.shards.len());
+        (index, &self.shards[shard])
+    }
+
+    /// The tenant `host` is bound to, if any.
+    #[inline]
+    fn bound_tenant(&self, host: Option<&[u8]>) -> Option<Fp> {
+        let host = host?;
+        if !self.any_domains.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut buf = [0u8; MAX_DOMAIN_LEN];
+        let name = normalize_host(host, &mut buf)?;
+        self.domains.read().get(name).copied()
+    }
+
+    /// Verifies an `Authorization` header value; on a hit, returns `on_hit(payload)`, called
+    /// under the shard's read lock (keep it short: clone a reference).
+    #[inline]
+    pub fn verify_with<R>(
+        &self,
+        header: &[u8],
+        host: Option<&[u8]>,
+        on_hit: impl FnOnce(&P) -> R,
+    ) -> Verdict<R> {
+        self.verify_timed(header, host, |p, _| on_hit(p))
+    }
+
+    /// [`Verifier::verify_with`], also passing the callback the monotonic time (ns) the
+    /// verdict was reached at, so a caller can reuse it (say, for a rate limiter on the same
+    /// clock) instead of reading the clock again.
+    #[inline]
+    pub fn verify_timed<R>(
+        &self,
+        header: &[u8],
+        host: Option<&[u8]>,
+        on_hit: impl FnOnce(&P, u64) -> R,
+    ) -> Verdict<R> {
+        let Some(token) = bearer_token(header) else {
+            return Verdict::Refused;
+        };
+        if check_key(token).is_err() {
+            return Verdict::Refused;
+        }
+        let Some(display_prefix) = DisplayPrefix::of_checked_key(token) else {
+            return Verdict::Refused;
+        };
+        let digest = self.hasher.hash(token);
+        self.lookup_timed(&digest, display_prefix, host, on_hit)
+    }
+
+    /// Looks up an already computed digest (steps 3–7 of [`Verifier::verify_with`]).
+    pub fn lookup<R>(
+        &self,
+        digest: &Digest,
+        display_prefix: DisplayPrefix,
+        host: Option<&[u8]>,
+        on_hit: impl FnOnce(&P) -> R,
+    ) -> Verdict<R> {
+        self.lookup_timed(digest, display_prefix, host, |p, _| on_hit(p))
+    }
+
+    #[inline]
+    fn lookup_timed<R>(
+        &self,
+        digest: &Digest,
+        display_prefix: DisplayPrefix,
+        host: Option<&[u8]>,
+        on_hit: impl FnOnce(&P, u64) -> R,
+    ) -> Verdict<R> {
+        let bound = self.bound_tenant(host);
+        let (index, shard) = self.locate(digest);
+        let now = self.clock.monotonic_ns();
+        let shard = shard.read();
+        let fresh = shard
+            .map
+            .get(&index)
+            .filter(|e| digests_equal(&e.digest, digest) && e.deadline_ns > now);
+        let Some(entry) = fresh else {
+            return Verdict::Miss(Miss {
+                digest: *digest,
+                display_prefix,
+            });
+        };
+        let Some(payload) = &entry.payload else {
+            return Verdict::Refused;
+        };
+        if !entry.usable
+            || bound.is_some_and(|t| t != entry.tenant)
+            || (entry.expires_at.is_finite() && self.clock.unix_seconds() >= entry.expires_at)
+        {
+            return Verdict::Refused;
+        }
+        Verdict::Hit(on_hit(payload, now))
+    }
+
+    /// The clock this verifier reads.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn put(&self, digest: &Digest, entry: Entry<P>) {
+        let (index, shard) = self.locate(digest);
+        let now = self.clock.monotonic_ns();
+        // Removed entries are dropped after the lock is released: dropping a payload may run
+        // arbitrary code (a Python `__del__`), which must not find the shard locked.
+        let mut graveyard = Vec::new();
+        {
+            let mut shard = shard.write();
+            graveyard.extend(shard.remove(index));
+            if shard.map.len() >= self.share {
+                shard.evict(now, keep_after_eviction(self.share), &mut graveyard);
+            }
+            shard.insert(index, entry, &mut graveyard);
+        }
+        drop(graveyard);
+    }
+
+    /// Caches a record for `digest`, replacing whatever had the same index.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] if `expires_at` is NaN.
+    pub fn insert(&self, digest: &Digest, record: Record<P>) -> CoreResult<()> {
+        let expires_at = match record.expires_at {
+            None => f64::INFINITY,
+            Some(t) if t.is_nan() => {
+                return Err(CoreError::InvalidArgument("expires_at must not be NaN"))
+            }
+            Some(t) => t,
+        };
+        let entry = Entry {
+            digest: *digest,
+            deadline_ns: self.clock.monotonic_ns().saturating_add(self.ttl_ns),
+            expires_at,
+            key: self.fingerprint(&record.key_id),
+            tenant: self.fingerprint(&record.tenant_id),
+            usable: record.usable,
+            payload: Some(record.payload),
+        };
+        self.put(digest, entry);
+        Ok(())
+    }
+
+    /// Caches a refusal for `digest` (a key the database does not know), for the negative TTL.
+    pub fn insert_refusal(&self, digest: &Digest) {
+        let entry = Entry {
+            digest: *digest,
+            deadline_ns: self
+                .clock
+                .monotonic_ns()
+                .saturating_add(self.negative_ttl_ns),
+            expires_at: f64::INFINITY,
+            key: Fp(0, 0),
+            tenant: Fp(0, 0),
+            usable: false,
+            payload: None,
+        };
+        self.put(digest, entry);
+    }
+
+    /// Drops the cached record of `key_id`; whether there was one.
+    pub fn invalidate_key(&self, key_id: &str) -> bool {
+        let key = self.fingerprint(key_id);
+        let mut removed = false;
+        for shard in &self.shards {
+            if !shard.read().by_key.contains_key(&key) {
+                continue;
+            }
+            let entry = {
+                let mut shard = shard.write();
+                let index = shard.by_key.get(&key).copied();
+                index.and_then(|i| shard.remove(i))
+            };
+            removed |= entry.is_some();
+        }
+        removed
+    }
+
+    /// Drops every cached record of `tenant_id`; how many.
+    pub fn invalidate_tenant(&self, tenant_id: &str) -> usize {
+        let tenant = self.fingerprint(tenant_id);
+        let range = (tenant, 0)..=(tenant, u64::MAX);
+        let mut removed = 0;
+        for shard in &self.shards {
+            if shard.read().by_tenant.range(range.clone()).next().is_none() {
+                continue;
+            }
+            let graveyard: Vec<Entry<P>> = {
+                let mut shard = shard.write();
+                let indices: Vec<u64> = shard
+                    .by_tenant
+                    .range(range.clone())
+                    .map(|&(_, i)| i)
+                    .collect();
+                indices
+                    .into_iter()
+                    .filter_map(|i| shard.remove(i))
+                    .collect()
+            };
+            removed += graveyard.len();
+        }
+        removed
+    }
+
+    /// Binds a host name to a tenant: keys of other tenants are refused on that host.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] if the domain is empty or too long once normalised.
+    pub fn bind_domain(&self, domain: &str, tenant_id: &str) -> CoreResult<()> {
+        let mut buf = [0u8; MAX_DOMAIN_LEN];
+        let name = normalize_host(domain.as_bytes(), &mut buf).ok_or(
+            CoreError::InvalidArgument("domain must be a non-empty host name of at most 255 bytes"),
+        )?;
+        let tenant = self.fingerprint(tenant_id);
+        let mut domains = self.domains.write();
+        domains.insert(name.into(), tenant);
+        self.any_domains.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes a domain binding (no error if there was none).
+    pub fn unbind_domain(&self, domain: &str) {
+        let mut buf = [0u8; MAX_DOMAIN_LEN];
+        if let Some(name) = normalize_host(domain.as_bytes(), &mut buf) {
+            let mut domains = self.domains.write();
+            domains.remove(name);
+            self.any_domains
+                .store(!domains.is_empty(), Ordering::Release);
+        }
+    }
+
+    /// Drops every cached entry (domain bindings stay).
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            // The guard is released at the end of the statement, before `old` is dropped.
+            let old = std::mem::take(&mut *shard.write());
+            drop(old);
+        }
+    }
+
+    /// Entries held: records and refusals, including stale ones not yet evicted.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().map.len()).sum()
+    }
+
+    /// Whether no entry is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most entries held.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.share * self.shards.len()
+    }
+}
+
+impl<P: Clone> Verifier<P> {
+    /// [`Verifier::verify_with`] returning a clone of the payload.
+    pub fn verify(&self, header: &[u8], host: Option<&[u8]>) -> Verdict<P> {
+        self.verify_with(header, host, P::clone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::keys::{generate_key, Env, ParsedKey};
+    use proptest::prelude::*;
+
+    const PEPPER: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn setup(capacity: usize) -> (Arc<ManualClock>, Verifier<u32>) {
+        let clock = Arc::new(ManualClock::new(1_700_000_000.0).unwrap());
+        let config = VerifierConfig {
+            capacity,
+            ttl_seconds: 30.0,
+            negative_ttl_seconds: 5.0,
+        };
+        let v = Verifier::new(PEPPER, config, clock.clone()).unwrap();
+        (clock, v)
+    }
+
+    fn record(tenant: &str, key: &str, payload: u32) -> Record<u32> {
+        Record {
+            tenant_id: tenant.to_owned(),
+            key_id: key.to_owned(),
+            expires_at: None,
+            usable: true,
+            payload,
+        }
+    }
+
+    fn header(key: &str) -> Vec<u8> {
+        format!("Bearer {key}").into_bytes()
+    }
+
+    /// Verifies, inserting on a miss as the caller would.
+    fn miss_digest(v: &Verifier<u32>, key: &str) -> Digest {
+        match v.verify(&header(key), None) {
+            Verdict::Miss(m) => {
+                assert_eq!(m.display_prefix.as_str(), &key[..14]);
+                m.digest
+            }
+            other => panic!("expected a miss, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn miss_insert_hit() {
+        let (_c, v) = setup(1000);
+        let key = generate_key(Env::Live).unwrap();
+        let d = miss_digest(&v, &key);
+        assert_eq!(d, v.hash(key.as_bytes()));
+        v.insert(&d, record("t1", "k1", 7)).unwrap();
+        assert_eq!(v.verify(&header(&key), None), Verdict::Hit(7));
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn digest_comparison() {
+        let a = [5u8; 32];
+        assert!(digests_equal(&a, &a));
+        for i in 0..32 {
+            let mut b = a;
+            b[i] ^= 1;
+            assert!(!digests_equal(&a, &b));
+        }
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"bEaReR \t abc \r\n"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"Bearer\tabc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"Bearerabc"), None);
+        assert_eq!(bearer_token(b"Bearer "), None);
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b" Bearer abc"), None);
+        assert_eq!(bearer_token(b""), None);
+        assert_eq!(bearer_token(b"Bear"), None);
+    }
+
+    #[test]
+    fn malformed_headers_and_keys_are_refused_without_lookup() {
+        let (_c, v) = setup(1000);
+        let key = generate_key(Env::Live).unwrap();
+        let mut typo = key.clone().into_bytes();
+        typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
+        for h in [
+            b"".to_vec(),
+            b"Bearer".to_vec(),
+            format!("Basic {key}").into_bytes(),
+            format!("Bearer{key}").into_bytes(),
+            format!("Bearer {key} extra").into_bytes(),
+            [b"Bearer ".to_vec(), typo].concat(),
+            b"Bearer tg_live_short".to_vec(),
+        ] {
+            assert_eq!(v.verify(&h, None), Verdict::Refused);
+        }
+    }
+
+    #[test]
+    fn every_refusal_kind() {
+        let (clock, v) = setup(1000);
+        let unusable = generate_key(Env::Live).unwrap();
+        v.insert(
+            &v.hash(unusable.as_bytes()),
+            Record {
+                usable: false,
+                ..record("t", "k-unusable", 1)
+            },
+        )
+        .unwrap();
+        assert_eq!(v.verify(&header(&unusable), None), Verdict::Refused);
+
+        let expiring = generate_key(Env::Live).unwrap();
+        v.insert(
+            &v.hash(expiring.as_bytes()),
+            Record {
+                expires_at: Some(1_700_000_010.0),
+                ..record("t", "k-exp", 2)
+            },
+        )
+        .unwrap();
+        assert_eq!(v.verify(&header(&expiring), None), Verdict::Hit(2));
+        clock.set_unix(1_700_000_010.0).unwrap();
+        assert_eq!(v.verify(&header(&expiring), None), Verdict::Refused);
+
+        let unknown = generate_key(Env::Test).unwrap();
+        let d = miss_digest(&v, &unknown);
+        v.insert_refusal(&d);
+        assert_eq!(v.verify(&header(&unknown), None), Verdict::Refused);
+    }
+
+    #[test]
+    fn ttl_and_negative_ttl() {
+        let (clock, v) = setup(1000);
+        let good = generate_key(Env::Live).unwrap();
+        let bad = generate_key(Env::Live).unwrap();
+        v.insert(&v.hash(good.as_bytes()), record("t", "k", 1))
+            .unwrap();
+        v.insert_refusal(&v.hash(bad.as_bytes()));
+        clock.advance(4.999).unwrap();
+        assert_eq!(v.verify(&header(&good), None), Verdict::Hit(1));
+        assert_eq!(v.verify(&header(&bad), None), Verdict::Refused);
+        clock.advance(0.001).unwrap();
+        assert!(matches!(v.verify(&header(&bad), None), Verdict::Miss(_)));
+        clock.advance(24.999).unwrap();
+        assert_eq!(v.verify(&header(&good), None), Verdict::Hit(1));
+        clock.advance(0.001).unwrap();
+        assert!(matches!(v.verify(&header(&good), None), Verdict::Miss(_)));
+    }
+
+    #[test]
+    fn invalidations() {
+        let (_c, v) = setup(1000);
+        let keys: Vec<String> = (0..10).map(|_| generate_key(Env::Live).unwrap()).collect();
+        for (i, k) in keys.iter().enumerate() {
+            let tenant = if i < 6 { "a" } else { "b" };
+            v.insert(
+                &v.hash(k.as_bytes()),
+                record(tenant, &format!("k{i}"), u32::try_from(i).unwrap()),
+            )
+            .unwrap();
+        }
+        assert!(v.invalidate_key("k0"));
+        assert!(!v.invalidate_key("k0"));
+        assert!(!v.invalidate_key("nope"));
+        assert!(matches!(
+            v.verify(&header(&keys[0]), None),
+            Verdict::Miss(_)
+        ));
+        assert_eq!(v.invalidate_tenant("a"), 5);
+        assert_eq!(v.invalidate_tenant("a"), 0);
+        assert_eq!(v.len(), 4);
+        for k in &keys[6..] {
+            assert!(matches!(v.verify(&header(k), None), Verdict::Hit(_)));
+        }
+        v.clear();
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn reinserting_a_key_id_under_another_digest_keeps_the_index_exact() {
+        let (_c, v) = setup(1000);
+        let d1 = [1u8; 32];
+        let mut d2 = [1u8; 32];
+        d2[0] = 2; // same shard (bytes 8..16), different index
+        v.insert(&d1, record("t", "k", 1)).unwrap();
+        v.insert(&d2, record("t", "k", 2)).unwrap();
+        assert_eq!(v.len(), 1);
+        assert!(v.invalidate_key("k"));
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn index_collision_replaces_older_entry() {
+        let (_c, v) = setup(1000);
+        let d1 = [7u8; 32];
+        let mut d2 = [7u8; 32];
+        d2[31] = 8; // same 8-byte index, different digest
+        v.insert(&d1, record("t", "k1", 1)).unwrap();
+        v.insert(&d2, record("t", "k2", 2)).unwrap();
+        assert_eq!(v.len(), 1);
+        let key = generate_key(Env::Live).unwrap();
+        let p = ParsedKey::parse(key.as_bytes()).unwrap().display_prefix();
+        assert!(matches!(v.lookup(&d1, p, None, |x| *x), Verdict::Miss(_)));
+        assert_eq!(v.lookup(&d2, p, None, |x| *x), Verdict::Hit(2));
+        assert!(!v.invalidate_key("k1"));
+        assert!(v.invalidate_key("k2"));
+    }
+
+    #[test]
+    fn domains_bind_tenants() {
+        let (_c, v) = setup(1000);
+        let ka = generate_key(Env::Live).unwrap();
+        let kb = generate_key(Env::Live).unwrap();
+        v.insert(&v.hash(ka.as_bytes()), record("a", "ka", 1))
+            .unwrap();
+        v.insert(&v.hash(kb.as_bytes()), record("b", "kb", 2))
+            .unwrap();
+        v.bind_domain("A.example.com.", "a").unwrap();
+        v.bind_domain("[::1]", "a").unwrap();
+        for host in [
+            &b"a.example.com"[..],
+            b"A.EXAMPLE.COM:8443",
+            b"a.example.com.",
+            b"[::1]:443",
+            b"::1",
+        ] {
+            assert_eq!(
+                v.verify(&header(&ka), Some(host)),
+                Verdict::Hit(1),
+                "{host:?}"
+            );
+            assert_eq!(
+                v.verify(&header(&kb), Some(host)),
+                Verdict::Refused,
+                "{host:?}"
+            );
+        }
+        // Unbound hosts and no host: any tenant.
+        assert_eq!(
+            v.verify(&header(&kb), Some(b"other.example")),
+            Verdict::Hit(2)
+        );
+        assert_eq!(v.verify(&header(&kb), None), Verdict::Hit(2));
+        v.unbind_domain("a.example.com");
+        assert_eq!(
+            v.verify(&header(&kb), Some(b"a.example.com")),
+            Verdict::Hit(2)
+        );
+        assert!(v.bind_domain("", "a").is_err());
+        assert!(v.bind_domain(".", "a").is_err());
+        assert!(v.bind_domain(&"x".repeat(300), "a").is_err());
+    }
+
+    #[test]
+    fn host_normalisation() {
+        let mut buf = [0u8; MAX_DOMAIN_LEN];
+        let mut n = |h: &[u8]| normalize_host(h, &mut buf).map(<[u8]>::to_vec);
+        assert_eq!(n(b"Example.COM"), Some(b"example.com".to_vec()));
+        assert_eq!(n(b"example.com:80"), Some(b"example.com".to_vec()));
+        assert_eq!(n(b"example.com.:80"), Some(b"example.com".to_vec()));
+        assert_eq!(n(b"[FE80::1]:80"), Some(b"fe80::1".to_vec()));
+        assert_eq!(n(b"fe80::1"), Some(b"fe80::1".to_vec()));
+        assert_eq!(n(b"[::1"), None);
+        assert_eq!(n(b""), None);
+        assert_eq!(n(b":80"), None);
+    }
+
+    #[test]
+    fn capacity_is_bounded_and_evicts_expired_then_oldest() {
+        let (clock, v) = setup(64);
+        let old: Vec<String> = (0..64).map(|_| generate_key(Env::Live).unwrap()).collect();
+        for (i, k) in old.iter().enumerate() {
+            v.insert(&v.hash(k.as_bytes()), record("t", &format!("old{i}"), 0))
+                .unwrap();
+            clock.advance(0.001).unwrap();
+        }
+        assert!(v.len() <= v.capacity());
+        for i in 0..500 {
+            let k = generate_key(Env::Live).unwrap();
+            v.insert(&v.hash(k.as_bytes()), record("t", &format!("new{i}"), 1))
+                .unwrap();
+            assert!(v.len() <= v.capacity());
+        }
+        // The newest entry is still there.
+        let k = generate_key(Env::Live).unwrap();
+        v.insert(&v.hash(k.as_bytes()), record("t", "last", 9))
+            .unwrap();
+        assert_eq!(v.verify(&header(&k), None), Verdict::Hit(9));
+        // Invalidation after evictions stays consistent.
+        let held = v.len();
+        assert_eq!(v.invalidate_tenant("t"), held);
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn config_validation() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(0.0).unwrap());
+        let ok = VerifierConfig::default();
+        assert!(Verifier::<u8>::new(b"short", ok, clock.clone()).is_err());
+        for bad in [
+            VerifierConfig { capacity: 0, ..ok },
+            VerifierConfig {
+                ttl_seconds: 0.0,
+                ..ok
+            },
+            VerifierConfig {
+                ttl_seconds: f64::NAN,
+                ..ok
+            },
+            VerifierConfig {
+                negative_ttl_seconds: -1.0,
+                ..ok
+            },
+        ] {
+            assert!(Verifier::<u8>::new(PEPPER, bad, clock.clone()).is_err());
+        }
+        let v = Verifier::<u8>::new(PEPPER, ok, clock).unwrap();
+        let r = Record {
+            tenant_id: String::new(),
+            key_id: String::new(),
+            expires_at: Some(f64::NAN),
+            usable: true,
+            payload: 0,
+        };
+        assert!(v.insert(&[0; 32], r).is_err());
+    }
+
+    #[test]
+    fn hammer_from_many_threads() {
+        let (_c, v) = setup(256);
+        let keys: Vec<String> = (0..64).map(|_| generate_key(Env::Live).unwrap()).collect();
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let v = &v;
+                let keys = &keys;
+                s.spawn(move || {
+                    for round in 0..300u32 {
+                        for (i, k) in keys.iter().enumerate() {
+                            match v.verify(&header(k), Some(b"h.example")) {
+                                Verdict::Miss(m) => v
+                                    .insert(&m.digest, record("t", &format!("k{i}"), t))
+                                    .unwrap(),
+                                Verdict::Hit(_) | Verdict::Refused => {}
+                            }
+                        }
+                        if round % 50 == 0 {
+                            v.invalidate_key(&format!("k{}", round % 64));
+                            v.invalidate_tenant("t");
+                            v.bind_domain("h.example", "t").unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        assert!(v.len() <= 64);
+    }
+
+    proptest! {
+        #[test]
+        fn verify_never_panics(header in proptest::collection::vec(any::<u8>(), 0..120),
+                               host in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300))) {
+            let (_c, v) = setup(16);
+            v.bind_domain("x", "t").unwrap();
+            let r = v.verify(&header, host.as_deref());
+            prop_assert!(!matches!(r, Verdict::Hit(_)));
+        }
+
+        #[test]
+        fn only_the_inserted_key_hits(n in 1usize..20) {
+            let (_c, v) = setup(1000);
+            let keys: Vec<String> = (0..n).map(|_| generate_key(Env::Test).unwrap()).collect();
+            v.insert(&v.hash(keys[0].as_bytes()), record("t", "k", 1)).unwrap();
+            prop_assert_eq!(v.verify(&header(&keys[0]), None), Verdict::Hit(1));
+            for k in &keys[1..] {
+                prop_assert!(matches!(v.verify(&header(k), None), Verdict::Miss(_)), "other key hit");
+            }
+        }
+    }
+}

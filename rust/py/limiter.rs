@@ -1,0 +1,140 @@
+//! `Quota`, `Decision` and `Limiter`.
+
+use pyo3::prelude::*;
+use tenantgate_core as core;
+
+use crate::clock::ManualClock;
+use crate::convert::{self, non_negative};
+use crate::errors::{value_error, Error};
+
+fn burst(value: i64) -> PyResult<u32> {
+    match u32::try_from(value) {
+        Ok(b) if b >= 1 => Ok(b),
+        _ => Err(value_error("burst must be between 1 and 4294967295")),
+    }
+}
+
+/// A rate and burst shared by every bucket that uses it; `update` applies to all of them
+/// on their next call.
+#[pyclass(frozen, module = "tenantgate._native")]
+pub struct Quota {
+    pub(crate) inner: core::Quota,
+}
+
+#[pymethods]
+impl Quota {
+    #[new]
+    fn new(rate_per_second: f64, burst: i64) -> PyResult<Self> {
+        let inner = core::Quota::new(rate_per_second, self::burst(burst)?).map_err(Error)?;
+        Ok(Self { inner })
+    }
+
+    /// Requests per second.
+    #[getter]
+    fn rate_per_second(&self) -> f64 {
+        self.inner.rate_per_second()
+    }
+
+    /// Most requests at once.
+    #[getter]
+    fn burst(&self) -> u32 {
+        self.inner.burst()
+    }
+
+    /// Replaces rate and burst atomically (ValueError, and no change, if invalid).
+    fn update(&self, rate_per_second: f64, burst: i64) -> PyResult<()> {
+        Ok(self
+            .inner
+            .update(rate_per_second, self::burst(burst)?)
+            .map_err(Error)?)
+    }
+
+    fn __repr__(&self) -> String {
+        let v = self.inner.get();
+        format!(
+            "Quota(rate_per_second={:?}, burst={})",
+            v.rate_per_second, v.burst
+        )
+    }
+}
+
+/// The outcome of `Limiter.try_acquire`.
+#[pyclass(frozen, module = "tenantgate._native")]
+pub struct Decision {
+    /// Whether the request may proceed.
+    #[pyo3(get)]
+    allowed: bool,
+    /// The quota's burst.
+    #[pyo3(get)]
+    limit: u32,
+    /// Whole tokens left after this call.
+    #[pyo3(get)]
+    remaining: u32,
+    /// Seconds until the bucket is full again.
+    #[pyo3(get)]
+    reset_after: f64,
+    /// Seconds until the cost would be allowed; 0.0 when allowed, inf if never (cost > burst).
+    #[pyo3(get)]
+    retry_after: f64,
+}
+
+#[pymethods]
+impl Decision {
+    fn __repr__(&self) -> String {
+        format!(
+            "Decision(allowed={}, limit={}, remaining={}, reset_after={:?}, retry_after={:?})",
+            if self.allowed { "True" } else { "False" },
+            self.limit,
+            self.remaining,
+            self.reset_after,
+            self.retry_after
+        )
+    }
+}
+
+impl From<core::Decision> for Decision {
+    fn from(d: core::Decision) -> Self {
+        Self {
+            allowed: d.allowed,
+            limit: d.limit,
+            remaining: d.remaining,
+            reset_after: d.reset_after,
+            retry_after: d.retry_after,
+        }
+    }
+}
+
+/// Token buckets (GCRA) keyed by id, each checked against the quota passed in.
+#[pyclass(frozen, module = "tenantgate._native")]
+pub struct Limiter {
+    pub(crate) inner: core::Limiter,
+}
+
+#[pymethods]
+impl Limiter {
+    #[new]
+    #[pyo3(signature = (*, capacity = 1_000_000, clock = None))]
+    fn new(capacity: usize, clock: Option<&Bound<'_, ManualClock>>) -> PyResult<Self> {
+        let inner = core::Limiter::new(capacity, convert::clock(clock)).map_err(Error)?;
+        Ok(Self { inner })
+    }
+
+    /// Takes `cost` tokens from `id`'s bucket under `quota` if it has them.
+    #[pyo3(signature = (id, quota, cost = 1))]
+    fn try_acquire(&self, id: &str, quota: &Bound<'_, Quota>, cost: i64) -> PyResult<Decision> {
+        let cost = non_negative(cost, "cost must not be negative")?;
+        Ok(self.inner.try_acquire(id, &quota.get().inner, cost).into())
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Limiter(len={}, capacity={})",
+            self.inner.len(),
+            self.inner.capacity()
+        )
+    }
+}

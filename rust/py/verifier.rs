@@ -1,0 +1,276 @@
+//! `Verifier` and `Miss`.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString, PyTuple};
+use tenantgate_core as core;
+use tenantgate_core::{Digest, DisplayPrefix, Verdict};
+
+use crate::clock::ManualClock;
+use crate::convert::{self, non_negative, str_or_bytes};
+use crate::errors::Error;
+use crate::keys::hash_with;
+use crate::limiter::{Decision, Limiter, Quota};
+
+/// What the binding caches per key: the caller's payload, and what `verify_and_acquire`
+/// rate-limits it by.
+pub struct Payload {
+    object: Py<PyAny>,
+    /// The quota and the limiter bucket id (an interned string), if rate-limited.
+    limit: Option<(Py<Quota>, Py<PyString>)>,
+}
+
+/// An `Authorization` header value and an optional `Host`, as bytes.
+type Request<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// `authorization` and `host` as bytes; `None` when the request is refused outright.
+fn header_and_host<'a>(
+    authorization: Option<&'a Bound<'_, PyAny>>,
+    host: Option<&'a Bound<'_, PyAny>>,
+) -> PyResult<Option<Request<'a>>> {
+    let Some(authorization) = authorization else {
+        return Ok(None);
+    };
+    let Some(header) = str_or_bytes(authorization, "authorization must be str, bytes or None")?
+    else {
+        return Ok(None);
+    };
+    let host = match host {
+        Some(h) => match str_or_bytes(h, "host must be str, bytes or None")? {
+            Some(h) => Some(h),
+            // A host that is not valid text cannot be a bound domain.
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    Ok(Some((header, host)))
+}
+
+fn miss_object(py: Python<'_>, m: core::Miss) -> PyResult<Py<PyAny>> {
+    let miss = Miss {
+        digest: m.digest,
+        display_prefix: m.display_prefix,
+    };
+    Ok(Py::new(py, miss)?.into_any())
+}
+
+/// A cache miss: look `digest` up in the database, insert the result, verify again.
+#[pyclass(frozen, module = "tenantgate._native")]
+pub struct Miss {
+    digest: Digest,
+    display_prefix: DisplayPrefix,
+}
+
+#[pymethods]
+impl Miss {
+    /// The 32-byte keyed hash of the presented key.
+    #[getter]
+    fn digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.digest)
+    }
+
+    /// `tg_<env>_` and the first 6 random characters of the presented key.
+    #[getter]
+    fn display_prefix<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        PyString::new(py, self.display_prefix.as_str())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Miss(display_prefix={:?})", self.display_prefix.as_str())
+    }
+}
+
+/// The in-process cache of key records and the one-call `verify` hot path.
+#[pyclass(frozen, module = "tenantgate._native")]
+pub struct Verifier {
+    inner: core::Verifier<Payload>,
+}
+
+#[pymethods]
+impl Verifier {
+    #[new]
+    #[pyo3(signature = (
+        pepper,
+        *,
+        capacity = 1_000_000,
+        ttl_seconds = 30.0,
+        negative_ttl_seconds = 5.0,
+        clock = None,
+    ))]
+    fn new(
+        pepper: &[u8],
+        capacity: usize,
+        ttl_seconds: f64,
+        negative_ttl_seconds: f64,
+        clock: Option<&Bound<'_, ManualClock>>,
+    ) -> PyResult<Self> {
+        let config = core::VerifierConfig {
+            capacity,
+            ttl_seconds,
+            negative_ttl_seconds,
+        };
+        let inner = core::Verifier::new(pepper, config, convert::clock(clock)).map_err(Error)?;
+        Ok(Self { inner })
+    }
+
+    /// The payload on a hit, a `Miss` on a cache miss, `None` when refused (for any reason).
+    #[pyo3(signature = (authorization, host = None))]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        authorization: Option<&Bound<'_, PyAny>>,
+        host: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let Some((header, host)) = header_and_host(authorization, host)? else {
+            return Ok(None);
+        };
+        match self
+            .inner
+            .verify_with(header, host, |p| p.object.clone_ref(py))
+        {
+            Verdict::Hit(payload) => Ok(Some(payload)),
+            Verdict::Refused => Ok(None),
+            Verdict::Miss(m) => Ok(Some(miss_object(py, m)?)),
+        }
+    }
+
+    /// `verify`, then on a hit `limiter.try_acquire(bucket, quota, cost)` with the bucket and
+    /// quota inserted with the record, in one call: `(payload, Decision)` on a hit
+    /// (`(payload, None)` if the record has no quota), `Miss` on a miss, `None` if refused.
+    #[pyo3(signature = (authorization, host, limiter, cost = 1))]
+    fn verify_and_acquire(
+        &self,
+        py: Python<'_>,
+        authorization: Option<&Bound<'_, PyAny>>,
+        host: Option<&Bound<'_, PyAny>>,
+        limiter: &Bound<'_, Limiter>,
+        cost: i64,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let cost = non_negative(cost, "cost must not be negative")?;
+        let Some((header, host)) = header_and_host(authorization, host)? else {
+            return Ok(None);
+        };
+        let limiter = &limiter.get().inner;
+        let shared_clock = core::same_clock(self.inner.clock(), limiter.clock());
+        let verdict = self.inner.verify_timed(header, host, |p, now| {
+            let decision = match &p.limit {
+                None => None,
+                Some((quota, bucket)) => {
+                    let bucket = bucket.bind(py).to_str()?;
+                    let quota = &quota.get().inner;
+                    Some(if shared_clock {
+                        limiter.try_acquire_at(bucket, quota, cost, now)
+                    } else {
+                        limiter.try_acquire(bucket, quota, cost)
+                    })
+                }
+            };
+            PyResult::Ok((p.object.clone_ref(py), decision))
+        });
+        match verdict {
+            Verdict::Hit(hit) => {
+                let (object, decision) = hit?;
+                let decision = match decision {
+                    Some(d) => Py::new(py, Decision::from(d))?.into_any(),
+                    None => py.None(),
+                };
+                Ok(Some(
+                    PyTuple::new(py, [object, decision])?.into_any().unbind(),
+                ))
+            }
+            Verdict::Refused => Ok(None),
+            Verdict::Miss(m) => Ok(Some(miss_object(py, m)?)),
+        }
+    }
+
+    /// The 32-byte keyed hash of `key` (any text or bytes; not checked for format).
+    fn hash<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        hash_with(py, key, |k| self.inner.hash(k))
+    }
+
+    /// Caches a key record for `digest` for the TTL. `quota` and `bucket` (default: the
+    /// tenant id) are only used by `verify_and_acquire`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (
+        digest, *, tenant_id, key_id, expires_at, usable, payload, quota = None, bucket = None,
+    ))]
+    fn insert(
+        &self,
+        py: Python<'_>,
+        digest: &[u8],
+        tenant_id: Bound<'_, PyString>,
+        key_id: &str,
+        expires_at: Option<f64>,
+        usable: bool,
+        payload: Py<PyAny>,
+        quota: Option<Py<Quota>>,
+        bucket: Option<Bound<'_, PyString>>,
+    ) -> PyResult<()> {
+        let digest = convert::digest(digest)?;
+        let tenant = tenant_id.to_str()?;
+        let limit = match quota {
+            None => None,
+            Some(quota) => {
+                // Interned, so the records of one tenant share one string object.
+                let bucket = match &bucket {
+                    Some(b) => PyString::intern(py, b.to_str()?),
+                    None => PyString::intern(py, tenant),
+                };
+                Some((quota, bucket.unbind()))
+            }
+        };
+        let record = core::Record {
+            tenant_id: tenant.to_owned(),
+            key_id: key_id.to_owned(),
+            expires_at,
+            usable,
+            payload: Payload {
+                object: payload,
+                limit,
+            },
+        };
+        Ok(self.inner.insert(&digest, record).map_err(Error)?)
+    }
+
+    /// Caches a refusal for `digest` for the negative TTL.
+    fn insert_refusal(&self, digest: &[u8]) -> PyResult<()> {
+        self.inner.insert_refusal(&convert::digest(digest)?);
+        Ok(())
+    }
+
+    /// Drops the cached record of `key_id`; whether there was one.
+    fn invalidate_key(&self, key_id: &str) -> bool {
+        self.inner.invalidate_key(key_id)
+    }
+
+    /// Drops every cached record of `tenant_id`; how many.
+    fn invalidate_tenant(&self, tenant_id: &str) -> usize {
+        self.inner.invalidate_tenant(tenant_id)
+    }
+
+    /// Binds a host name to a tenant: other tenants' keys are refused on it.
+    fn bind_domain(&self, domain: &str, tenant_id: &str) -> PyResult<()> {
+        Ok(self.inner.bind_domain(domain, tenant_id).map_err(Error)?)
+    }
+
+    /// Removes a domain binding (no error if there was none).
+    fn unbind_domain(&self, domain: &str) {
+        self.inner.unbind_domain(domain);
+    }
+
+    /// Drops every cached entry (domain bindings stay).
+    fn clear(&self) {
+        self.inner.clear();
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Verifier(len={}, capacity={})",
+            self.inner.len(),
+            self.inner.capacity()
+        )
+    }
+}

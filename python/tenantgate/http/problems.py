@@ -1,0 +1,165 @@
+"""Every error as ``application/problem+json`` (RFC 9457).
+
+The body is ``{"type", "title", "status", "detail"?}`` with ``type`` ``about:blank`` and
+``title`` the status phrase, so equal statuses give equal bodies. In particular a ``403``
+never carries a ``detail``: every refused authentication must look the same. Litestar's
+validation errors (400 there) are answered ``422`` with a ``detail`` saying what is wrong,
+:class:`~tenantgate.errors.ServiceUnavailableError` ``503`` with ``Retry-After``, the other
+domain errors their status (``NotFoundError`` 404, ``ConflictError`` 409,
+``InvalidInputError`` 422), and any other exception ``500`` without a word about its cause,
+which is logged instead.
+
+:data:`DEFAULT_EXCEPTION_HANDLERS` maps exception types to these handlers; the plugin
+installs each one unless the application already handles that type.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Final
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from tenantgate.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from tenantgate.http.request_id import request_id_of
+
+if TYPE_CHECKING:
+    from litestar.types import ExceptionHandlersMap
+
+__all__ = [
+    "DEFAULT_EXCEPTION_HANDLERS",
+    "PROBLEM_MEDIA_TYPE",
+    "problem_response",
+]
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+
+_logger = logging.getLogger("tenantgate.http")
+
+_UNPROCESSABLE: Final = HTTPStatus.UNPROCESSABLE_ENTITY
+_MAX_DETAIL_ITEMS: Final = 10
+
+
+def problem_response(
+    status: int, detail: str | None = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    """A problem+json response for ``status`` with an optional ``detail``."""
+    problem: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail and status != HTTPStatus.FORBIDDEN:
+        problem["detail"] = detail
+    return Response(problem, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def handle_http_exception(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[dict[str, Any]]:
+    """Litestar's own HTTP errors (404, 405, 413, ...): their status, their safe detail."""
+    status = exc.status_code
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        _log_unexpected(request, exc)
+        return problem_response(status, None, exc.headers)
+    if status == HTTPStatus.BAD_REQUEST:
+        return handle_validation_exception(request, exc)
+    detail = exc.detail if exc.detail != HTTPStatus(status).phrase else None
+    return problem_response(status, detail, exc.headers)
+
+
+def handle_validation_exception(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[dict[str, Any]]:
+    """Invalid input: ``422`` with a detail naming each offending field."""
+    return problem_response(_UNPROCESSABLE, _validation_detail(exc), exc.headers)
+
+
+def _validation_detail(exc: HTTPException) -> str:
+    problems = []
+    if isinstance(exc.extra, list):
+        for item in exc.extra[:_MAX_DETAIL_ITEMS]:
+            if isinstance(item, dict):
+                message = str(item.get("message", "is invalid"))
+                source = item.get("source")
+                source = getattr(source, "value", source)  # Litestar's ParamType enum
+                where = ".".join(str(part) for part in (source, item.get("key")) if part)
+                problems.append(f"{where}: {message}" if where else message)
+            else:
+                problems.append(str(item))
+    if problems:
+        return "; ".join(problems)
+    if exc.detail and exc.detail != HTTPStatus.BAD_REQUEST.phrase:
+        return exc.detail
+    return "the request is invalid"
+
+
+def handle_not_found(
+    request: Request[Any, Any, Any], exc: NotFoundError
+) -> Response[dict[str, Any]]:
+    """No such resource, or another tenant's: the same ``404`` either way."""
+    return problem_response(HTTPStatus.NOT_FOUND, str(exc))
+
+
+def handle_conflict(
+    request: Request[Any, Any, Any], exc: ConflictError
+) -> Response[dict[str, Any]]:
+    """The change clashes with existing state: ``409``."""
+    return problem_response(HTTPStatus.CONFLICT, str(exc))
+
+
+def handle_invalid_input(
+    request: Request[Any, Any, Any], exc: InvalidInputError
+) -> Response[dict[str, Any]]:
+    """Well-formed input with unacceptable values: ``422``."""
+    return problem_response(_UNPROCESSABLE, str(exc) or "the request is invalid")
+
+
+def handle_service_unavailable(
+    request: Request[Any, Any, Any], exc: ServiceUnavailableError
+) -> Response[dict[str, Any]]:
+    """A backing service is down: ``503`` and when to try again."""
+    _logger.warning("%s: %r (request %s)", exc, exc.__cause__, request_id_of(request.scope))
+    return problem_response(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        f"{exc.service} is unavailable",
+        {"Retry-After": str(max(1, exc.retry_after))},
+    )
+
+
+def handle_unexpected_exception(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    """A bug or an unforeseen failure: logged in full, answered ``500`` without details."""
+    _log_unexpected(request, exc)
+    return problem_response(HTTPStatus.INTERNAL_SERVER_ERROR)
+
+
+def _log_unexpected(request: Request[Any, Any, Any], exc: Exception) -> None:
+    _logger.error(
+        "unhandled %s in %s %s (request %s)",
+        type(exc).__name__,
+        request.method,
+        request.scope["path"],
+        request_id_of(request.scope),
+        exc_info=exc,
+    )
+
+
+DEFAULT_EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
+    ValidationException: handle_validation_exception,
+    HTTPException: handle_http_exception,
+    NotFoundError: handle_not_found,
+    ConflictError: handle_conflict,
+    InvalidInputError: handle_invalid_input,
+    ServiceUnavailableError: handle_service_unavailable,
+    Exception: handle_unexpected_exception,
+}
+"""Exception type → handler, as installed by :class:`~tenantgate.plugin.TenantGatePlugin`."""

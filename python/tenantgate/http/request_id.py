@@ -1,0 +1,80 @@
+"""Request ids: one per request, taken from the client when sane, on every response.
+
+Two pieces, because Litestar runs app-level middleware only for requests that matched a
+route: :class:`RequestIdMiddleware` assigns the id before any route code runs (so handlers,
+logs and audit records can read it from ``scope["state"]``), and :func:`attach_request_id`,
+a ``before_send`` hook, which sees every response the application sends (404 and 405 from
+routing and errors raised outside the route included), puts it in the ``X-Request-ID``
+header, assigning one first if the middleware never ran. The middleware does not wrap
+``send``: one hook at the application level is cheaper than a wrapper per middleware.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING, Final
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "REQUEST_ID_STATE_KEY",
+    "RequestIdMiddleware",
+    "attach_request_id",
+    "request_id_of",
+]
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+REQUEST_ID_STATE_KEY: Final = "request_id"
+"""The key of the request id (a ``str``) in ``scope["state"]``."""
+
+_HEADER_NAME: Final = b"x-request-id"
+_SANE_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(scope: Scope) -> str:
+    """Return the request's id, assigning it on first use.
+
+    The client's ``X-Request-ID`` is kept when it is 1 to 128 characters of
+    ``[A-Za-z0-9._:-]``; otherwise the id is a new UUID4 in hex.
+    """
+    state = scope["state"]
+    request_id: str | None = state.get(REQUEST_ID_STATE_KEY)
+    if request_id is None:
+        request_id = _id_from_client(scope) or uuid.uuid4().hex
+        state[REQUEST_ID_STATE_KEY] = request_id
+    return request_id
+
+
+def _id_from_client(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == _HEADER_NAME:
+            return value.decode("ascii") if _SANE_REQUEST_ID.fullmatch(value) else None
+    return None
+
+
+class RequestIdMiddleware(ASGIMiddleware):
+    """Assign the request id before the route runs; see :func:`request_id_of`."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        request_id_of(scope)
+        await next_app(scope, receive, send)
+
+
+async def attach_request_id(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: add ``X-Request-ID`` to the start of every HTTP response."""
+    if message["type"] != "http.response.start":
+        return
+    header = (_HEADER_NAME, request_id_of(scope).encode("ascii"))
+    headers = message.get("headers")
+    if isinstance(headers, list):
+        headers.append(header)
+    else:
+        message["headers"] = [*(headers or ()), header]

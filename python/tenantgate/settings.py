@@ -1,0 +1,357 @@
+"""All of tenantgate's configuration, read from ``TENANTGATE_*`` environment variables.
+
+One frozen dataclass per concern, gathered in :class:`Settings`. :meth:`Settings.from_env`
+is the only reader of the environment; a missing or malformed variable raises
+:class:`~tenantgate.errors.SettingsError` whose message names it. Secrets (passwords inside
+URLs, the admin token, the key pepper, the HSM PIN) never appear in a ``repr``.
+
+=================================== ========= ==============================================
+variable                            required  meaning
+=================================== ========= ==============================================
+``TENANTGATE_DATABASE_URL``         yes       ``postgresql://user:password@host:port/db``
+``TENANTGATE_DATABASE_POOL_SIZE``   no (10)   most PostgreSQL connections per process
+``TENANTGATE_REDIS_URL``            yes       ``redis://``, ``rediss://`` or ``unix://`` URL
+``TENANTGATE_REDIS_ISOLATION``      no (auto) ``namespace``, ``database`` or ``auto``
+``TENANTGATE_S3_ENDPOINT_URL``      no        ``http(s)://host:port``; unset means AWS
+``TENANTGATE_S3_ACCESS_KEY_ID``     no        with the secret below: both or neither
+``TENANTGATE_S3_SECRET_ACCESS_KEY`` no        unset: boto3's default credential chain
+``TENANTGATE_S3_REGION``            no        default ``us-east-1``
+``TENANTGATE_ADMIN_TOKEN``          yes       at least 16 printable ASCII characters
+``TENANTGATE_KEY_PEPPER``           yes       hex, at least 16 bytes (``openssl rand -hex 32``)
+``TENANTGATE_PKCS11_LIB``           no        path of the PKCS#11 library; the three
+``TENANTGATE_PKCS11_TOKEN_LABEL``   no        PKCS#11 variables are set together
+``TENANTGATE_PKCS11_PIN``           no        or not at all
+``TENANTGATE_MAX_BODY_BYTES``       no        default 1 MiB
+``TENANTGATE_MAX_FILE_BYTES``       no        default 100 MiB
+=================================== ========= ==============================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from tenantgate.errors import SettingsError
+
+__all__ = [
+    "DatabaseSettings",
+    "HsmSettings",
+    "LimitsSettings",
+    "RedisIsolation",
+    "RedisSettings",
+    "S3Settings",
+    "SecuritySettings",
+    "Settings",
+    "redact_url",
+]
+
+RedisIsolation = Literal["namespace", "database", "auto"]
+
+_ENV_PREFIX = "TENANTGATE_"
+_MIN_PEPPER_BYTES = 16
+_MIN_ADMIN_TOKEN_CHARS = 16
+_ADMIN_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")
+_HEX_PATTERN = re.compile(r"(?:[0-9a-fA-F]{2})+")
+_MIB = 1024 * 1024
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with its password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DatabaseSettings:
+    """Where the service's PostgreSQL database is and how many connections it may hold."""
+
+    url: str
+    """``TENANTGATE_DATABASE_URL``: the service's own least-privileged login, as a
+    ``postgresql://`` URL (``postgres://`` is accepted too)."""
+
+    pool_max_size: int = 10
+    """``TENANTGATE_DATABASE_POOL_SIZE``: the most connections one process opens. The pool
+    opens them lazily, so the service starts even while PostgreSQL is down."""
+
+    def __repr__(self) -> str:
+        return f"DatabaseSettings(url={redact_url(self.url)!r}, pool_max_size={self.pool_max_size})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RedisSettings:
+    """Where Redis is and how tenants are kept apart in it."""
+
+    url: str
+    """``TENANTGATE_REDIS_URL``: an administrator connection (it creates tenants' ACL users)
+    as a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+
+    isolation: RedisIsolation = "auto"
+    """``TENANTGATE_REDIS_ISOLATION``: ``namespace`` puts every tenant in database 0 under its
+    own key prefix (works on Redis Cluster), ``database`` gives each tenant its own logical
+    database as well, ``auto`` (the default) uses ``database`` for enterprise tenants and
+    ``namespace`` for the others. Tenants are always walled off by their own ACL user."""
+
+    def __repr__(self) -> str:
+        return f"RedisSettings(url={redact_url(self.url)!r}, isolation={self.isolation!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """Where the S3-compatible object store is and the service's credentials for it."""
+
+    endpoint_url: str | None = None
+    """``TENANTGATE_S3_ENDPOINT_URL``: e.g. ``http://127.0.0.1:8333`` for SeaweedFS or MinIO
+    (path-style addressing is used then); unset means AWS S3 itself."""
+
+    access_key_id: str | None = None
+    """``TENANTGATE_S3_ACCESS_KEY_ID``: set together with the secret, or leave both unset to
+    use boto3's default credential chain (instance roles, ``AWS_*`` variables, ...)."""
+
+    secret_access_key: str | None = field(default=None, repr=False)
+    """``TENANTGATE_S3_SECRET_ACCESS_KEY``: the secret belonging to ``access_key_id``."""
+
+    region: str = "us-east-1"
+    """``TENANTGATE_S3_REGION``: the region requests are signed for."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """The operator's credential and the secret all stored key hashes are keyed with."""
+
+    admin_token: str = field(repr=False)
+    """``TENANTGATE_ADMIN_TOKEN``: the bearer token of the admin API, at least 16 printable
+    ASCII characters without spaces (``openssl rand -base64 32`` makes a good one)."""
+
+    key_pepper: bytes = field(repr=False)
+    """``TENANTGATE_KEY_PEPPER``: the HMAC key of API-key hashes, given **hex-encoded** (hex
+    only, so a value can never be read two ways), at least 16 bytes (32 hex digits); make
+    one with ``openssl rand -hex 32``. Changing it invalidates every stored key."""
+
+
+@dataclass(frozen=True, slots=True)
+class HsmSettings:
+    """A PKCS#11 token holding the HMAC key of enterprise keys marked ``hsm``."""
+
+    library_path: Path
+    """``TENANTGATE_PKCS11_LIB``: the PKCS#11 module, e.g. ``/usr/lib/softhsm/libsofthsm2.so``."""
+
+    token_label: str
+    """``TENANTGATE_PKCS11_TOKEN_LABEL``: the label of the token to open."""
+
+    pin: str = field(repr=False)
+    """``TENANTGATE_PKCS11_PIN``: the user PIN of that token."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    """Upper bounds on what one request may send."""
+
+    max_body_bytes: int = _MIB
+    """``TENANTGATE_MAX_BODY_BYTES``: the largest request body in bytes (default 1 MiB);
+    larger bodies are answered with ``413``."""
+
+    max_file_bytes: int = 100 * _MIB
+    """``TENANTGATE_MAX_FILE_BYTES``: the largest file upload in bytes (default 100 MiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole configuration of one tenantgate service."""
+
+    database: DatabaseSettings
+    """PostgreSQL."""
+
+    redis: RedisSettings
+    """Redis."""
+
+    s3: S3Settings
+    """The S3-compatible object store."""
+
+    security: SecuritySettings
+    """The admin token and the key pepper."""
+
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    """Request size limits."""
+
+    hsm: HsmSettings | None = None
+    """The PKCS#11 token, or ``None`` when no HSM is configured."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Read every setting from ``environ``.
+
+        Raises:
+            SettingsError: a variable is missing or malformed; the message names it.
+        """
+        env = _Environment(environ)
+        return cls(
+            database=DatabaseSettings(
+                url=env.url("DATABASE_URL", schemes=("postgresql", "postgres")),
+                pool_max_size=env.positive_int("DATABASE_POOL_SIZE", default=10),
+            ),
+            redis=RedisSettings(
+                url=env.url("REDIS_URL", schemes=("redis", "rediss", "unix")),
+                isolation=env.choice("REDIS_ISOLATION", get_args(RedisIsolation), default="auto"),
+            ),
+            s3=_s3_settings(env),
+            security=SecuritySettings(
+                admin_token=_admin_token(env),
+                key_pepper=_key_pepper(env),
+            ),
+            limits=LimitsSettings(
+                max_body_bytes=env.positive_int("MAX_BODY_BYTES", default=_MIB),
+                max_file_bytes=env.positive_int("MAX_FILE_BYTES", default=100 * _MIB),
+            ),
+            hsm=_hsm_settings(env),
+        )
+
+
+class _Environment:
+    """Typed reads of ``TENANTGATE_*`` variables; every error names the variable."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def optional(self, name: str) -> str | None:
+        """The stripped value, or ``None`` when unset or blank."""
+        value = self._environ.get(_ENV_PREFIX + name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise SettingsError(f"{_ENV_PREFIX}{name} is not set")
+        return value
+
+    def url(self, name: str, *, schemes: tuple[str, ...]) -> str:
+        value = self.required(name)
+        self._check_url(name, value, schemes=schemes)
+        return value
+
+    def optional_url(self, name: str, *, schemes: tuple[str, ...]) -> str | None:
+        value = self.optional(name)
+        if value is not None:
+            self._check_url(name, value, schemes=schemes)
+        return value
+
+    def positive_int(self, name: str, *, default: int) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.malformed(name, "must be a whole number") from None
+        if number < 1:
+            raise self.malformed(name, "must be at least 1")
+        return number
+
+    def choice(
+        self, name: str, choices: tuple[RedisIsolation, ...], *, default: RedisIsolation
+    ) -> RedisIsolation:
+        value = self.optional(name)
+        if value is None:
+            return default
+        for choice in choices:
+            if value.lower() == choice:
+                return choice
+        raise self.malformed(name, f"must be one of {', '.join(choices)}; got {value!r}")
+
+    @staticmethod
+    def malformed(name: str, reason: str) -> SettingsError:
+        return SettingsError(f"{_ENV_PREFIX}{name} {reason}")
+
+    def _check_url(self, name: str, value: str, *, schemes: tuple[str, ...]) -> None:
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises ValueError for a port that is not a number
+        except ValueError:
+            raise self.malformed(name, "is not a valid URL") from None
+        if parts.scheme not in schemes:
+            expected = " or ".join(f"{scheme}://" for scheme in schemes)
+            raise self.malformed(name, f"must start with {expected}")
+        if parts.scheme != "unix" and not _has_host(parts):
+            raise self.malformed(name, "has no host")
+
+
+def _has_host(parts: SplitResult) -> bool:
+    return bool(parts.hostname) or bool(parts.path and parts.scheme.startswith("postgres"))
+
+
+def _s3_settings(env: _Environment) -> S3Settings:
+    access_key_id = env.optional("S3_ACCESS_KEY_ID")
+    secret_access_key = env.optional("S3_SECRET_ACCESS_KEY")
+    if access_key_id is None and secret_access_key is not None:
+        raise SettingsError(
+            f"{_ENV_PREFIX}S3_ACCESS_KEY_ID is not set (it is needed with "
+            f"{_ENV_PREFIX}S3_SECRET_ACCESS_KEY)"
+        )
+    if access_key_id is not None and secret_access_key is None:
+        raise SettingsError(
+            f"{_ENV_PREFIX}S3_SECRET_ACCESS_KEY is not set (it is needed with "
+            f"{_ENV_PREFIX}S3_ACCESS_KEY_ID)"
+        )
+    return S3Settings(
+        endpoint_url=env.optional_url("S3_ENDPOINT_URL", schemes=("http", "https")),
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+        region=env.optional("S3_REGION") or "us-east-1",
+    )
+
+
+def _admin_token(env: _Environment) -> str:
+    token = env.required("ADMIN_TOKEN")
+    if not _ADMIN_TOKEN_PATTERN.fullmatch(token):
+        raise env.malformed("ADMIN_TOKEN", "must be printable ASCII without spaces")
+    if len(token) < _MIN_ADMIN_TOKEN_CHARS:
+        raise env.malformed("ADMIN_TOKEN", f"must be at least {_MIN_ADMIN_TOKEN_CHARS} characters")
+    return token
+
+
+def _key_pepper(env: _Environment) -> bytes:
+    encoded = env.required("KEY_PEPPER")
+    if not _HEX_PATTERN.fullmatch(encoded):
+        raise env.malformed("KEY_PEPPER", "must be hex-encoded (e.g. `openssl rand -hex 32`)")
+    pepper = bytes.fromhex(encoded)
+    if len(pepper) < _MIN_PEPPER_BYTES:
+        raise env.malformed(
+            "KEY_PEPPER",
+            f"must be at least {_MIN_PEPPER_BYTES} bytes ({2 * _MIN_PEPPER_BYTES} hex digits)",
+        )
+    return pepper
+
+
+_HSM_VARIABLES = ("PKCS11_LIB", "PKCS11_TOKEN_LABEL", "PKCS11_PIN")
+
+
+def _hsm_settings(env: _Environment) -> HsmSettings | None:
+    values = {name: env.optional(name) for name in _HSM_VARIABLES}
+    missing = [name for name, value in values.items() if value is None]
+    if len(missing) == len(_HSM_VARIABLES):
+        return None
+    if missing:
+        names = ", ".join(_ENV_PREFIX + name for name in missing)
+        raise SettingsError(f"{names} not set: the three PKCS#11 variables go together")
+    library_path = Path(env.required("PKCS11_LIB"))
+    if not library_path.is_file():
+        raise env.malformed("PKCS11_LIB", f"names no file: {str(library_path)!r}")
+    return HsmSettings(
+        library_path=library_path,
+        token_label=env.required("PKCS11_TOKEN_LABEL"),
+        pin=env.required("PKCS11_PIN"),
+    )

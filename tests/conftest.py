@@ -128,3 +128,103 @@ def hsm_info(embedded_stack: EmbeddedStack) -> Iterator[HsmInfo]:
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = previous
+
+
+# -- the tenantgate service on the embedded stack -------------------------------------------
+
+ADMIN_TOKEN = "test-admin-token-" + "0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def service_environment(stack_info: StackInfo) -> dict[str, str]:
+    """TENANTGATE_* settings for a service on the session's stack, its database migrated.
+
+    The service connects as its own least-privileged role, as in production.
+    """
+    import asyncio
+    import secrets
+
+    import asyncpg
+
+    from tenantgate.db.migrator import migrate_public
+    from tenantgate.devserver import ensure_app_database
+
+    database_url = asyncio.run(
+        ensure_app_database(stack_info.postgres_admin_url, secrets.token_urlsafe(18))
+    )
+
+    async def migrate() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await migrate_public(connection)
+        finally:
+            await connection.close()
+
+    asyncio.run(migrate())
+    return {
+        "TENANTGATE_DATABASE_URL": database_url,
+        "TENANTGATE_REDIS_URL": stack_info.redis_admin_url,
+        "TENANTGATE_S3_ENDPOINT_URL": stack_info.s3_endpoint_url,
+        "TENANTGATE_S3_ACCESS_KEY_ID": stack_info.s3_access_key_id,
+        "TENANTGATE_S3_SECRET_ACCESS_KEY": stack_info.s3_secret_access_key,
+        "TENANTGATE_S3_REGION": stack_info.s3_region,
+        "TENANTGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TENANTGATE_KEY_PEPPER": secrets.token_hex(32),
+    }
+
+
+@pytest.fixture(scope="session")
+def service_settings(service_environment: dict[str, str]) -> Any:
+    from tenantgate.settings import Settings
+
+    return Settings.from_env(service_environment)
+
+
+@pytest.fixture(scope="session")
+def service(service_settings: Any) -> Iterator[Any]:
+    """A TestClient of `create_app()` on the session's stack, lifespan running."""
+    from litestar.testing import TestClient
+
+    from tenantgate.app import create_app
+
+    with TestClient(create_app(service_settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@dataclass(frozen=True)
+class NewTenant:
+    """A tenant made for one test, and the headers that act as it."""
+
+    id: str
+    key: str
+    key_id: str
+    body: dict[str, Any]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def make_tenant(service: Any, admin_headers: dict[str, str]) -> Any:
+    """Create a fresh tenant through the admin API: `make_tenant(name=..., tier=...)`."""
+    import uuid
+
+    def make(**fields: Any) -> NewTenant:
+        body = {"name": f"tenant-{uuid.uuid4().hex[:8]}", **fields}
+        answer = service.post("/admin/v1/tenants", json=body, headers=admin_headers)
+        assert answer.status_code == 201, answer.text
+        created = answer.json()
+        return NewTenant(
+            id=created["tenant"]["id"],
+            key=created["api_key"]["key"],
+            key_id=created["api_key"]["id"],
+            body=created,
+        )
+
+    return make

@@ -101,10 +101,11 @@ class Verifier:
         host: bytes | str | None,
         limiter: Limiter,
         cost: int = 1,
-    ) -> tuple[object, Decision | None] | Miss | None:
+    ) -> Decision | Miss | None:
         """``verify``, then on a hit ``limiter.try_acquire(bucket, quota, cost)`` with the
-        bucket and quota the record was inserted with: ``(payload, Decision)`` on a hit
-        (``(payload, None)`` if the record has no quota), ``Miss``, or ``None``."""
+        bucket and quota the record was inserted with: on a hit, a ``Decision`` whose
+        ``payload`` is the record's (a record without a quota gets an allowed Decision with
+        ``limit == 0``, having charged nothing); ``Miss``; or ``None``."""
     def hash(self, key: str | bytes) -> bytes: ...
     def insert(
         self,
@@ -140,8 +141,11 @@ class Quota:
 
 @final
 class Decision:
-    """The outcome of ``Limiter.try_acquire``."""
+    """The outcome of ``Limiter.try_acquire`` and ``Verifier.verify_and_acquire``."""
 
+    @property
+    def payload(self) -> object:
+        """The key record's payload from ``verify_and_acquire``; ``None`` from ``try_acquire``."""
     @property
     def allowed(self) -> bool: ...
     @property

@@ -9,13 +9,15 @@ or simply ``tenantgate serve``.
 
 from __future__ import annotations
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 
 from tenantgate import __version__
 from tenantgate.plugin import TenantGatePlugin
 from tenantgate.routes import SERVICE_ROUTES
+from tenantgate.routes.admin import AdminController
+from tenantgate.routes.tenant import TenantController
 from tenantgate.settings import Settings
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -24,9 +26,14 @@ __all__ = ["create_app", "create_app_from_env"]
 def create_app(settings: Settings | None = None) -> Litestar:
     """The tenantgate service for ``settings`` (default: read from the environment)."""
     settings = settings if settings is not None else Settings.from_env()
+    plugin = TenantGatePlugin(settings)
     return Litestar(
-        route_handlers=list(SERVICE_ROUTES),
-        plugins=[TenantGatePlugin(settings)],
+        route_handlers=[
+            *SERVICE_ROUTES,
+            Router("/", route_handlers=[AdminController], middleware=plugin.admin_middleware),
+            Router("/", route_handlers=[TenantController], middleware=plugin.tenant_middleware),
+        ],
+        plugins=[plugin],
         openapi_config=OpenAPIConfig(
             title="tenantgate",
             version=__version__,

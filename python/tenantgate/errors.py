@@ -7,14 +7,20 @@ problem+json responses.
     ├── KeyFormatError (also ValueError)     a string that is not a well-formed tenantgate key
     ├── SettingsError                        a missing or malformed TENANTGATE_* setting
     ├── EmbeddedServerError                  an embedded server failed to start or answer
-    └── ServiceUnavailableError              a backing service (PostgreSQL, Redis, S3) is down
+    ├── ServiceUnavailableError              a backing service (PostgreSQL, Redis, S3) is down
+    ├── NotFoundError                        no such resource, or it belongs to another tenant
+    ├── ConflictError                        the change clashes with existing state (a taken domain)
+    └── InvalidInputError                    the request is well-formed but its values are not valid
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ConflictError",
     "EmbeddedServerError",
+    "InvalidInputError",
     "KeyFormatError",
+    "NotFoundError",
     "ServiceUnavailableError",
     "SettingsError",
     "TenantgateError",
@@ -52,3 +58,19 @@ class ServiceUnavailableError(TenantgateError):
         super().__init__(f"{service} is unavailable")
         self.service = service
         self.retry_after = retry_after
+
+
+class NotFoundError(TenantgateError):
+    """No such resource — or one of another tenant, which must look exactly the same."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} not found")
+        self.what = what
+
+
+class ConflictError(TenantgateError):
+    """The change clashes with existing state; the message says with what."""
+
+
+class InvalidInputError(TenantgateError):
+    """Well-formed input whose values are not acceptable; the message is the client's detail."""

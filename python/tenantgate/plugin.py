@@ -19,31 +19,54 @@ Routes stay the application's choice: add :data:`tenantgate.routes.SERVICE_ROUTE
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.plugins import InitPluginProtocol
 
+from tenantgate.db.scoped import tenant_transaction
+from tenantgate.db.types import Connection
+from tenantgate.http.admin_auth import AdminAuthMiddleware
 from tenantgate.http.metrics import METRICS_STATE_KEY, MetricsMiddleware, ServiceMetrics
 from tenantgate.http.problems import DEFAULT_EXCEPTION_HANDLERS
 from tenantgate.http.request_id import RequestIdMiddleware, attach_request_id
+from tenantgate.identity import Directory, TenantIdentificationMiddleware, TenantIdentity
+from tenantgate.keys import KeyHasher, Verifier
 from tenantgate.resources import Resources, open_resources
 from tenantgate.settings import Settings
+from tenantgate.tenancy.admin import AdminService
+from tenantgate.tenancy.keyring import KeyIssuer
 
 if TYPE_CHECKING:
-    from litestar import Litestar
+    from litestar import Litestar, Request
     from litestar.config.app import AppConfig
+    from litestar.middleware import ASGIMiddleware
 
-__all__ = ["RESOURCES_STATE_KEY", "SETTINGS_STATE_KEY", "TenantGatePlugin", "provide_resources"]
+__all__ = [
+    "ADMIN_STATE_KEY",
+    "RESOURCES_STATE_KEY",
+    "SETTINGS_STATE_KEY",
+    "TenantGatePlugin",
+    "provide_resources",
+]
 
 RESOURCES_STATE_KEY: Final = "tenantgate_resources"
 """The key of the running application's :class:`Resources` in ``app.state``."""
 
 SETTINGS_STATE_KEY: Final = "tenantgate_settings"
 """The key of the application's :class:`Settings` in ``app.state``."""
+
+ADMIN_STATE_KEY: Final = "tenantgate_admin"
+"""The key of the running application's :class:`AdminService` in ``app.state``."""
+
+KEY_CACHE_TTL_SECONDS: Final = 1.0
+"""How long a key record is trusted without asking PostgreSQL: the bound on how late a
+revocation made through another instance is seen."""
 
 
 def provide_resources(state: State) -> Resources:
@@ -52,16 +75,55 @@ def provide_resources(state: State) -> Resources:
     return resources
 
 
+def provide_admin(state: State) -> AdminService:
+    """Dependency provider of the operator's use cases."""
+    admin: AdminService = state[ADMIN_STATE_KEY]
+    return admin
+
+
+def provide_tenant(request: Request[object, object, State]) -> TenantIdentity:
+    """Dependency provider of the caller's tenant (set by the identification middleware)."""
+    tenant = request.scope["state"].get("tenant")
+    if not isinstance(tenant, TenantIdentity):
+        raise RuntimeError("this route is not behind TenantGatePlugin.tenant_middleware")
+    return tenant
+
+
+async def provide_tenant_db(
+    tenant: NamedDependency[TenantIdentity], resources: NamedDependency[Resources]
+) -> AsyncIterator[Connection]:
+    """Dependency provider of a connection inside a transaction acting as the tenant."""
+    async with tenant_transaction(resources.db_pool, tenant.names) as connection:
+        yield connection
+
+
 class TenantGatePlugin(InitPluginProtocol):
     """Wire tenantgate's lifespan, dependencies, middleware and error handling into an app."""
 
-    __slots__ = ("metrics", "settings")
+    __slots__ = ("directory", "issuer", "metrics", "settings")
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         """The configuration the application serves with."""
         self.metrics = ServiceMetrics()
         """This application's metrics registry and collectors."""
+        pepper = settings.security.key_pepper
+        self.directory = Directory(Verifier(pepper, ttl_seconds=KEY_CACHE_TTL_SECONDS))
+        """What this instance knows of keys, plans and custom domains."""
+        self.issuer = KeyIssuer(KeyHasher(pepper))
+        """Makes new API keys."""
+
+    @property
+    def tenant_middleware(self) -> list[ASGIMiddleware]:
+        """Put this on a router (``middleware=``) to make its routes tenant routes: each
+        request is identified by its API key, and handlers may ask for ``tenant`` and
+        ``db``."""
+        return [TenantIdentificationMiddleware(self.directory)]
+
+    @property
+    def admin_middleware(self) -> list[ASGIMiddleware]:
+        """Put this on the router of operator routes: the admin token, or the generic 403."""
+        return [AdminAuthMiddleware(self.settings.security.admin_token)]
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Add tenantgate's wiring to ``app_config``; see the module's docstring."""
@@ -71,7 +133,17 @@ class TenantGatePlugin(InitPluginProtocol):
         app_config.dependencies.setdefault(
             "resources", Provide(provide_resources, sync_to_thread=False)
         )
-        app_config.signature_namespace.setdefault("Resources", Resources)
+        app_config.dependencies.setdefault("admin", Provide(provide_admin, sync_to_thread=False))
+        app_config.dependencies.setdefault("tenant", Provide(provide_tenant, sync_to_thread=False))
+        app_config.dependencies.setdefault("db", Provide(provide_tenant_db))
+        app_config.signature_namespace.update(
+            {
+                "Resources": Resources,
+                "AdminService": AdminService,
+                "TenantIdentity": TenantIdentity,
+                "Connection": Connection,
+            }
+        )
         app_config.middleware[:0] = [RequestIdMiddleware(), MetricsMiddleware(self.metrics)]
         app_config.before_send.append(attach_request_id)
         for exception_type, handler in DEFAULT_EXCEPTION_HANDLERS.items():
@@ -86,7 +158,16 @@ class TenantGatePlugin(InitPluginProtocol):
         app.request_max_body_size = self.settings.limits.max_body_bytes
         async with open_resources(self.settings) as resources:
             app.state[RESOURCES_STATE_KEY] = resources
+            self.directory.attach(resources.db_pool)
+            app.state[ADMIN_STATE_KEY] = AdminService(
+                resources.db_pool, self.issuer, self.directory
+            )
+            refresher = asyncio.create_task(self.directory.refresh_forever())
             try:
                 yield
             finally:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
+                del app.state[ADMIN_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]

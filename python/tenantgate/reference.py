@@ -395,11 +395,12 @@ class Verifier:
         host: bytes | str | None,
         limiter: Limiter,
         cost: int = 1,
-    ) -> tuple[object, Decision | None] | Miss | None:
+    ) -> Decision | Miss | None:
         """``verify``, then on a hit take ``cost`` from the record's bucket under its quota.
 
-        ``(payload, Decision)`` on a hit (``(payload, None)`` if the record has no quota),
-        a :class:`Miss` on a miss, ``None`` if refused.
+        On a hit, a :class:`Decision` whose ``payload`` is the record's (a record without a
+        quota gets an allowed Decision with ``limit == 0``, having charged nothing); a
+        :class:`Miss` on a miss; ``None`` if refused.
         """
         if cost < 0:
             raise ValueError("cost must not be negative")
@@ -408,8 +409,10 @@ class Verifier:
             return found
         quota = found[6]
         if quota is None:
-            return found[5], None
-        return found[5], limiter.try_acquire(found[7], quota, cost)
+            return Decision(True, 0, 0, 0.0, 0.0, found[5])
+        decision = limiter.try_acquire(found[7], quota, cost)
+        decision.payload = found[5]
+        return decision
 
     def _find(
         self, authorization: bytes | str | None, host: bytes | str | None
@@ -583,18 +586,29 @@ class Quota:
 
 
 class Decision:
-    """The limiter's answer: allowed, and the numbers for the rate-limit headers."""
+    """The limiter's answer: allowed, and the numbers for the rate-limit headers.
 
-    __slots__ = ("allowed", "limit", "remaining", "reset_after", "retry_after")
+    From :meth:`Verifier.verify_and_acquire` it also carries the key record's ``payload``
+    (``None`` from :meth:`Limiter.try_acquire`).
+    """
+
+    __slots__ = ("allowed", "limit", "payload", "remaining", "reset_after", "retry_after")
 
     def __init__(
-        self, allowed: bool, limit: int, remaining: int, reset_after: float, retry_after: float
+        self,
+        allowed: bool,
+        limit: int,
+        remaining: int,
+        reset_after: float,
+        retry_after: float,
+        payload: object = None,
     ) -> None:
         self.allowed = allowed
         self.limit = limit
         self.remaining = remaining
         self.reset_after = reset_after
         self.retry_after = retry_after
+        self.payload = payload
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,1 @@
+"""PostgreSQL: pools, tenant-scoped transactions, provisioning and migrations."""

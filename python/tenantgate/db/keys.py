@@ -1,0 +1,112 @@
+"""SQL for `public.api_keys`. Only a keyed hash of a key is ever stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from tenantgate.db.types import Connection
+
+__all__ = [
+    "KEY_COLUMNS",
+    "NewKeyRow",
+    "find_key_by_hash",
+    "insert_key",
+    "list_keys",
+    "revoke_key",
+    "rotate_key",
+]
+
+# Every column a client may see; `key_hash` is deliberately absent.
+KEY_COLUMNS = (
+    "id, tenant_id, name, prefix, hash_scheme, status, created_at, expires_at, last_used_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewKeyRow:
+    id: UUID
+    name: str | None
+    digest: bytes
+    hash_scheme: str
+    prefix: str
+    expires_at: datetime | None
+
+
+async def insert_key(connection: Connection, tenant_id: UUID, key: NewKeyRow) -> asyncpg.Record:
+    row: asyncpg.Record | None = await connection.fetchrow(
+        f"""
+        INSERT INTO api_keys (id, tenant_id, name, key_hash, hash_scheme, prefix, expires_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        RETURNING {KEY_COLUMNS}
+        """,
+        key.id,
+        tenant_id,
+        key.name,
+        key.digest,
+        key.hash_scheme,
+        key.prefix,
+        key.expires_at,
+    )
+    assert row is not None
+    return row
+
+
+async def list_keys(connection: Connection, tenant_id: UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id",
+        tenant_id,
+    )
+    return rows
+
+
+async def revoke_key(connection: Connection, tenant_id: UUID, key_id: UUID) -> bool:
+    result: str = await connection.execute(
+        "UPDATE api_keys SET status = 'revoked' WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        key_id,
+    )
+    return result != "UPDATE 0"
+
+
+async def rotate_key(
+    connection: Connection,
+    tenant_id: UUID,
+    key_id: UUID,
+    successor: NewKeyRow,
+    grace_ends_at: datetime,
+) -> asyncpg.Record | None:
+    """Issue `successor` and let the old key live until `grace_ends_at` (never longer than
+    it already would); None when the old key does not exist or is revoked."""
+    async with connection.transaction():
+        updated = await connection.fetchval(
+            """
+            UPDATE api_keys
+               SET expires_at = LEAST(coalesce(expires_at, $3), $3)
+             WHERE tenant_id = $1 AND id = $2 AND status = 'active'
+            RETURNING id
+            """,
+            tenant_id,
+            key_id,
+            grace_ends_at,
+        )
+        if updated is None:
+            return None
+        return await insert_key(connection, tenant_id, successor)
+
+
+async def find_key_by_hash(connection: Connection, digest: bytes) -> asyncpg.Record | None:
+    """The key and its tenant's state, for identifying a request on a cache miss."""
+    row: asyncpg.Record | None = await connection.fetchrow(
+        """
+        SELECT k.id AS key_id, k.tenant_id, k.status AS key_status, k.expires_at,
+               t.name, t.status AS tenant_status, t.plan, t.tier, t.custom_domain
+          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.key_hash = $1
+        """,
+        digest,
+    )
+    return row

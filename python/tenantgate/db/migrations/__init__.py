@@ -1,0 +1,1 @@
+"""Versioned SQL migrations: `public/` for the shared tables, `tenant/` for every tenant schema."""

@@ -1,0 +1,173 @@
+"""Versioned SQL migrations for the shared tables and for every tenant schema.
+
+Files are `NNNN_name.sql` under `migrations/public` and `migrations/tenant`, applied in order.
+The shared tables record their version in `public.tenantgate_migrations`; each tenant schema
+records its own in its `schema_migrations` table, so a tenant's version lives beside its data.
+
+Each schema is migrated in one transaction, as that tenant's role: at rest every schema is at
+one version or the next, never half-way, and a crashed run is resumed by running it again.
+Concurrent runners are safe: the shared table is guarded by an advisory lock and a tenant's
+`schema_migrations` table by an exclusive lock taken before its version is read.
+
+Why not Alembic or yoyo: they are built around one schema and a synchronous driver; the job
+here — the same few SQL files over many schemas, concurrently, on asyncpg — is a short loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Literal
+from uuid import UUID
+
+from tenantgate.naming import TenantNames
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from tenantgate.db.types import Connection
+
+__all__ = [
+    "Migration",
+    "MigrationReport",
+    "load_migrations",
+    "migrate_public",
+    "migrate_tenant_schema",
+    "migrate_tenants",
+]
+
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Any constant key works; this one spells "tenantgt" in ASCII.
+_PUBLIC_MIGRATION_LOCK = 0x74656E616E746774
+
+_TENANT_TRACKING_SQL = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)"""
+
+_PUBLIC_TRACKING_SQL = """
+CREATE TABLE IF NOT EXISTS public.tenantgate_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+@dataclass(slots=True)
+class MigrationReport:
+    """What a run over the tenant schemas did."""
+
+    total: int = 0
+    migrated: int = 0
+    up_to_date: int = 0
+    failed: dict[UUID, str] = field(default_factory=dict)
+
+
+def load_migrations(kind: Literal["public", "tenant"]) -> tuple[Migration, ...]:
+    """Read the packaged migrations of one kind, checking their versions are 1, 2, 3, ..."""
+    folder = resources.files("tenantgate.db.migrations").joinpath(kind)
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda migration: migration.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise RuntimeError(f"{kind} migrations: expected version {expected}, found {migration}")
+    return tuple(found)
+
+
+async def migrate_public(connection: Connection) -> list[int]:
+    """Bring the shared tables up to date; returns the versions applied now."""
+    migrations = load_migrations("public")
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _PUBLIC_MIGRATION_LOCK)
+        await connection.execute(_PUBLIC_TRACKING_SQL)
+        current = await connection.fetchval(
+            "SELECT coalesce(max(version), 0) FROM public.tenantgate_migrations"
+        )
+        applied = []
+        for migration in migrations[current:]:
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "INSERT INTO public.tenantgate_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+            applied.append(migration.version)
+    return applied
+
+
+async def migrate_tenant_schema(
+    connection: Connection,
+    names: TenantNames,
+    migrations: Sequence[Migration],
+) -> int:
+    """Apply the pending migrations to one tenant schema, inside the caller's transaction.
+
+    The caller has put the transaction into the tenant's role and schema (see
+    `tenantgate.db.scoped`); returns how many migrations were applied.
+    """
+    await connection.execute(_TENANT_TRACKING_SQL)
+    await connection.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+    current = await connection.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    pending = migrations[current:]
+    for migration in pending:
+        await connection.execute(migration.sql)
+        await connection.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            migration.version,
+            migration.name,
+        )
+    return len(pending)
+
+
+async def migrate_tenants(
+    pool: asyncpg.Pool,
+    *,
+    concurrency: int = 8,
+    on_progress: Callable[[MigrationReport], None] | None = None,
+) -> MigrationReport:
+    """Bring every tenant schema up to date, `concurrency` schemas at a time.
+
+    A schema that fails is reported and left at its previous version; the others go on.
+    """
+    migrations = load_migrations("tenant")
+    tenant_ids: list[UUID] = [
+        row["id"] for row in await pool.fetch("SELECT id FROM tenants ORDER BY created_at, id")
+    ]
+    report = MigrationReport(total=len(tenant_ids))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def migrate_one(tenant_id: UUID) -> None:
+        names = TenantNames.of(tenant_id)
+        async with gate:
+            try:
+                async with pool.acquire() as connection, connection.transaction():
+                    await connection.execute(names.scope_sql)
+                    applied = await migrate_tenant_schema(connection, names, migrations)
+            except Exception as exc:
+                report.failed[tenant_id] = f"{type(exc).__name__}: {exc}"
+            else:
+                if applied:
+                    report.migrated += 1
+                else:
+                    report.up_to_date += 1
+        if on_progress is not None:
+            on_progress(report)
+
+    await asyncio.gather(*(migrate_one(tenant_id) for tenant_id in tenant_ids))
+    return report

@@ -1,0 +1,263 @@
+"""Who is calling: tenant identification for every request of the tenant API.
+
+`TenantIdentificationMiddleware` runs before any route code and before the body is read. One
+native call (`Verifier.verify`) parses the `Authorization` header, checks the key's checksum,
+hashes it, finds it in the in-process table and checks status, expiry and custom-domain
+binding. On a cache miss the key is looked up in PostgreSQL once (concurrent misses for the
+same key share one lookup) and the answer — a record or a refusal — is cached. Every refusal,
+whatever its reason, is the same 403.
+
+The caller's `TenantIdentity` is then on `scope["state"]["tenant"]` and in the `current_tenant`
+context variable (asyncio's AsyncLocalStorage), reset when the request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+from uuid import UUID
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+
+from tenantgate.db.translate import translate_driver_errors
+from tenantgate.errors import ServiceUnavailableError
+from tenantgate.keys import Miss, Verifier
+from tenantgate.limits import Quota
+from tenantgate.naming import TenantNames
+
+if TYPE_CHECKING:
+    import asyncpg
+    from litestar.types import ASGIApp, Receive, Scope, Send
+
+__all__ = [
+    "FORBIDDEN_BODY",
+    "Directory",
+    "TenantIdentificationMiddleware",
+    "TenantIdentity",
+    "current_tenant",
+    "require_tenant",
+    "send_forbidden",
+]
+
+FORBIDDEN_BODY = b'{"type":"about:blank","title":"Forbidden","status":403}'
+_FORBIDDEN_START = {
+    "type": "http.response.start",
+    "status": 403,
+    "headers": [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(FORBIDDEN_BODY)).encode()),
+    ],
+}
+_FORBIDDEN_BODY = {"type": "http.response.body", "body": FORBIDDEN_BODY, "more_body": False}
+
+
+async def send_forbidden(send: Send) -> None:
+    """The one refusal: identical bytes and headers whatever the reason."""
+    await send(_FORBIDDEN_START)  # type: ignore[arg-type]
+    await send(_FORBIDDEN_BODY)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class TenantIdentity:
+    """The authenticated caller: a tenant and the key it used."""
+
+    tenant_id: UUID
+    key_id: UUID
+    name: str
+    plan: str
+    tier: str
+    names: TenantNames
+    quota: Quota
+    limiter_id: str
+    """The tenant's rate-limit bucket id (its id as a string, computed once)."""
+
+
+current_tenant: ContextVar[TenantIdentity | None] = ContextVar("tenantgate_tenant", default=None)
+
+
+def require_tenant() -> TenantIdentity:
+    """The current request's tenant; fails closed (LookupError) outside a tenant request."""
+    tenant = current_tenant.get()
+    if tenant is None:
+        raise LookupError("no tenant in this context")
+    return tenant
+
+
+_logger = logging.getLogger("tenantgate.identity")
+
+_LOOKUP_SQL = """
+WITH used AS (
+    UPDATE api_keys SET last_used_at = now()
+     WHERE key_hash = $1
+    RETURNING id, tenant_id, status, expires_at
+)
+SELECT used.id AS key_id, used.tenant_id, used.status AS key_status, used.expires_at,
+       t.name, t.status AS tenant_status, t.plan, t.tier
+  FROM used JOIN tenants t ON t.id = used.tenant_id
+"""
+
+
+class Directory:
+    """What this instance knows of identities: the native key table, plan quotas, domains.
+
+    Plans and custom domains are reloaded from PostgreSQL every second (`refresh`), so a change
+    made through another instance applies here within a second; key records live in the
+    verifier for `ttl_seconds` (1 s by default) for the same reason.
+    """
+
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+        self._quotas: dict[str, Quota] = {}
+        self._domains: dict[str, UUID] = {}
+        self._lookups: dict[bytes, asyncio.Future[None]] = {}
+        self._pool: asyncpg.Pool | None = None
+
+    def attach(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    def quota(self, plan: str) -> Quota:
+        quota = self._quotas.get(plan)
+        if quota is None:
+            # A plan not loaded yet: a tight placeholder until the next refresh corrects it.
+            quota = self._quotas[plan] = Quota(1.0, 1)
+        return quota
+
+    def set_plan(self, name: str, rate_per_second: float, burst: int) -> None:
+        quota = self._quotas.get(name)
+        if quota is None:
+            self._quotas[name] = Quota(rate_per_second, burst)
+        elif (quota.rate_per_second, quota.burst) != (rate_per_second, burst):
+            quota.update(rate_per_second, burst)
+
+    def bind_domain(self, domain: str, tenant_id: UUID) -> None:
+        self._domains[domain] = tenant_id
+        self.verifier.bind_domain(domain, str(tenant_id))
+
+    def unbind_domain(self, domain: str) -> None:
+        if self._domains.pop(domain, None) is not None:
+            self.verifier.unbind_domain(domain)
+
+    def forget_key(self, key_id: UUID) -> None:
+        self.verifier.invalidate_key(str(key_id))
+
+    def forget_tenant(self, tenant_id: UUID) -> None:
+        self.verifier.invalidate_tenant(str(tenant_id))
+
+    async def refresh(self) -> None:
+        """Reload plans and custom domains from PostgreSQL."""
+        pool = self._require_pool()
+        with translate_driver_errors():
+            plans = await pool.fetch("SELECT name, rate_per_second, burst FROM plans")
+            domains = await pool.fetch(
+                "SELECT custom_domain, id FROM tenants WHERE custom_domain IS NOT NULL"
+            )
+        for row in plans:
+            self.set_plan(row["name"], row["rate_per_second"], row["burst"])
+        wanted = {row["custom_domain"]: row["id"] for row in domains}
+        for domain in self._domains.keys() - wanted.keys():
+            self.unbind_domain(domain)
+        for domain, tenant_id in wanted.items():
+            if self._domains.get(domain) != tenant_id:
+                self.bind_domain(domain, tenant_id)
+
+    async def refresh_forever(self, interval_seconds: float = 1.0) -> None:
+        """`refresh` every `interval_seconds` until cancelled; outages are waited out."""
+        while True:
+            try:
+                await self.refresh()
+            except ServiceUnavailableError:
+                pass
+            except Exception:
+                _logger.exception("refreshing plans and domains failed")
+            await asyncio.sleep(interval_seconds)
+
+    async def resolve(self, miss: Miss) -> None:
+        """Look a key up in PostgreSQL and cache the answer; one lookup per key at a time."""
+        pending = self._lookups.get(miss.digest)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lookups[miss.digest] = future
+        try:
+            await self._lookup(miss.digest)
+            future.set_result(None)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited failure is not logged twice
+            raise
+        finally:
+            del self._lookups[miss.digest]
+
+    async def _lookup(self, digest: bytes) -> None:
+        pool = self._require_pool()
+        with translate_driver_errors():
+            row = await pool.fetchrow(_LOOKUP_SQL, digest)
+        if row is None:
+            self.verifier.insert_refusal(digest)
+            return
+        tenant_id: UUID = row["tenant_id"]
+        identity = TenantIdentity(
+            tenant_id=tenant_id,
+            key_id=row["key_id"],
+            name=row["name"],
+            plan=row["plan"],
+            tier=row["tier"],
+            names=TenantNames.of(tenant_id),
+            quota=self.quota(row["plan"]),
+            limiter_id=str(tenant_id),
+        )
+        expires_at = row["expires_at"]
+        self.verifier.insert(
+            digest,
+            tenant_id=str(tenant_id),
+            key_id=str(row["key_id"]),
+            expires_at=expires_at.timestamp() if expires_at is not None else None,
+            usable=row["key_status"] == "active" and row["tenant_status"] == "active",
+            payload=identity,
+        )
+
+    def _require_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("Directory used before the database pool was attached")
+        return self._pool
+
+
+class TenantIdentificationMiddleware(ASGIMiddleware):
+    """Ties each request to exactly one tenant, or answers the one 403."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, directory: Directory) -> None:
+        self._directory = directory
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        # Litestar deep-copies routers on registration; this middleware must stay shared
+        # (it holds the instance's caches, or a secret that need not be duplicated).
+        return self
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        authorization = host = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"host":
+                host = value
+        verifier = self._directory.verifier
+        identity = verifier.verify(authorization, host)
+        if type(identity) is Miss:
+            await self._directory.resolve(identity)
+            identity = verifier.verify(authorization, host)
+        if not isinstance(identity, TenantIdentity):
+            await send_forbidden(send)
+            return
+        scope["state"]["tenant"] = identity
+        token = current_tenant.set(identity)
+        try:
+            await next_app(scope, receive, send)
+        finally:
+            current_tenant.reset(token)

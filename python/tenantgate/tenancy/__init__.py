@@ -1,0 +1,1 @@
+"""Tenants, their keys and plans (the operator's side), and tenant-owned items."""

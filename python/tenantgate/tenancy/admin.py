@@ -1,0 +1,252 @@
+"""The operator's use cases: tenants, their keys, and plans.
+
+Each method is one use case: it validates what msgspec could not, runs the SQL, and tells the
+running instance's identity cache what changed so the change applies at once here (other
+instances see it within a second: their cache entries live one second, plans and domains are
+reloaded every second).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from tenantgate.db import keys as key_sql
+from tenantgate.db.provisioning import NewTenant, create_tenant, delete_tenant
+from tenantgate.db.translate import translate_driver_errors
+from tenantgate.errors import ConflictError, InvalidInputError, NotFoundError
+from tenantgate.tenancy.cursor import decode_cursor, encode_cursor
+from tenantgate.tenancy.schemas import (
+    CreateKey,
+    CreateTenant,
+    Key,
+    NewKey,
+    PatchTenant,
+    Plan,
+    PutPlan,
+    RotateKey,
+    Tenant,
+    TenantCreated,
+    TenantPage,
+    normalise_domain,
+)
+
+if TYPE_CHECKING:
+    from tenantgate.identity import Directory
+    from tenantgate.tenancy.keyring import IssuedKey, KeyIssuer
+
+__all__ = ["AdminService"]
+
+_TENANT_COLUMNS = "id, name, plan, tier, status, custom_domain, created_at"
+
+
+def _tenant(row: asyncpg.Record) -> Tenant:
+    return Tenant(
+        id=row["id"],
+        name=row["name"],
+        plan=row["plan"],
+        tier=row["tier"],
+        status=row["status"],
+        custom_domain=row["custom_domain"],
+        created_at=row["created_at"],
+    )
+
+
+def _key(row: asyncpg.Record) -> Key:
+    return Key(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        hsm=row["hash_scheme"] != "hmac-sha256",
+        status=row["status"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+def _new_key(row: asyncpg.Record, issued: IssuedKey) -> NewKey:
+    return NewKey(**msgspec.structs.asdict(_key(row)), key=issued.secret)
+
+
+class AdminService:
+    def __init__(self, pool: asyncpg.Pool, issuer: KeyIssuer, directory: Directory) -> None:
+        self._pool = pool
+        self._issuer = issuer
+        self._directory = directory
+
+    # -- tenants -------------------------------------------------------------------------
+
+    async def create_tenant(self, body: CreateTenant) -> TenantCreated:
+        domain = None
+        if body.custom_domain is not None:
+            if body.tier != "enterprise":
+                raise InvalidInputError("custom_domain is only for enterprise tenants")
+            domain = normalise_domain(body.custom_domain)
+        issued = self._issuer.issue(name="default", expires_at=None)
+        with translate_driver_errors():
+            async with self._pool.acquire() as connection:
+                tenant_row, key_row = await create_tenant(
+                    connection, NewTenant(body.name, body.plan, body.tier, domain), issued.row
+                )
+        tenant = _tenant(tenant_row)
+        if domain is not None:
+            self._directory.bind_domain(domain, tenant.id)
+        return TenantCreated(tenant=tenant, api_key=_new_key(key_row, issued))
+
+    async def list_tenants(self, limit: int, cursor: str | None) -> TenantPage:
+        after = decode_cursor(cursor) if cursor else None
+        with translate_driver_errors():
+            rows = await self._pool.fetch(
+                f"""
+                SELECT {_TENANT_COLUMNS} FROM tenants
+                 WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
+                 ORDER BY created_at, id
+                 LIMIT $3
+                """,
+                after[0] if after else None,
+                after[1] if after else None,
+                limit + 1,
+            )
+        page = [_tenant(row) for row in rows[:limit]]
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+        return TenantPage(tenants=page, next_cursor=next_cursor)
+
+    async def get_tenant(self, tenant_id: UUID) -> Tenant:
+        with translate_driver_errors():
+            row = await self._pool.fetchrow(
+                f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = $1", tenant_id
+            )
+        if row is None:
+            raise NotFoundError("tenant")
+        return _tenant(row)
+
+    async def patch_tenant(self, tenant_id: UUID, patch: PatchTenant) -> Tenant:
+        changes: dict[str, Any] = {
+            field: value
+            for field, value in msgspec.structs.asdict(patch).items()
+            if value is not msgspec.UNSET
+        }
+        current = await self.get_tenant(tenant_id)
+        if changes.get("custom_domain") is not None:
+            if current.tier != "enterprise":
+                raise InvalidInputError("custom_domain is only for enterprise tenants")
+            changes["custom_domain"] = normalise_domain(changes["custom_domain"])
+        if not changes:
+            return current
+        assignments = ", ".join(f"{column} = ${n}" for n, column in enumerate(changes, start=2))
+        with translate_driver_errors():
+            try:
+                row = await self._pool.fetchrow(
+                    f"UPDATE tenants SET {assignments} WHERE id = $1 RETURNING {_TENANT_COLUMNS}",
+                    tenant_id,
+                    *changes.values(),
+                )
+            except asyncpg.UniqueViolationError as exc:
+                raise ConflictError("custom_domain is already taken") from exc
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise InvalidInputError(f"unknown plan {changes.get('plan')!r}") from exc
+        if row is None:
+            raise NotFoundError("tenant")
+        tenant = _tenant(row)
+        if current.custom_domain and current.custom_domain != tenant.custom_domain:
+            self._directory.unbind_domain(current.custom_domain)
+        if tenant.custom_domain:
+            self._directory.bind_domain(tenant.custom_domain, tenant.id)
+        self._directory.forget_tenant(tenant_id)
+        return tenant
+
+    async def delete_tenant(self, tenant_id: UUID) -> None:
+        current = await self.get_tenant(tenant_id)
+        with translate_driver_errors():
+            async with self._pool.acquire() as connection:
+                deleted = await delete_tenant(connection, tenant_id)
+        if not deleted:
+            raise NotFoundError("tenant")
+        if current.custom_domain:
+            self._directory.unbind_domain(current.custom_domain)
+        self._directory.forget_tenant(tenant_id)
+
+    # -- keys ----------------------------------------------------------------------------
+
+    async def create_key(self, tenant_id: UUID, body: CreateKey) -> NewKey:
+        tenant = await self.get_tenant(tenant_id)
+        if body.hsm:
+            if tenant.tier != "enterprise":
+                raise InvalidInputError("hsm keys are only for enterprise tenants")
+            raise InvalidInputError("hsm keys need an HSM, and none is configured")
+        expires_at = (
+            datetime.now(UTC) + timedelta(seconds=body.expires_in_seconds)
+            if body.expires_in_seconds is not None
+            else None
+        )
+        issued = self._issuer.issue(name=body.name, expires_at=expires_at)
+        with translate_driver_errors():
+            async with self._pool.acquire() as connection:
+                row = await key_sql.insert_key(connection, tenant_id, issued.row)
+        return _new_key(row, issued)
+
+    async def list_keys(self, tenant_id: UUID) -> list[Key]:
+        await self.get_tenant(tenant_id)
+        with translate_driver_errors():
+            async with self._pool.acquire() as connection:
+                rows = await key_sql.list_keys(connection, tenant_id)
+        return [_key(row) for row in rows]
+
+    async def rotate_key(self, tenant_id: UUID, key_id: UUID, body: RotateKey) -> NewKey:
+        grace_ends_at = datetime.now(UTC) + timedelta(seconds=body.grace_seconds)
+        with translate_driver_errors():
+            async with self._pool.acquire() as connection:
+                old_name = await connection.fetchval(
+                    "SELECT name FROM api_keys WHERE tenant_id = $1 AND id = $2", tenant_id, key_id
+                )
+                successor = self._issuer.issue(name=old_name, expires_at=None)
+                row = await key_sql.rotate_key(
+                    connection, tenant_id, key_id, successor.row, grace_ends_at
+                )
+        if row is None:
+            raise NotFoundError("key")
+        self._directory.forget_key(key_id)
+        return _new_key(row, successor)
+
+    async def revoke_key(self, tenant_id: UUID, key_id: UUID) -> None:
+        with translate_driver_errors():
+            async with self._pool.acquire() as connection:
+                revoked = await key_sql.revoke_key(connection, tenant_id, key_id)
+        if not revoked:
+            raise NotFoundError("key")
+        self._directory.forget_key(key_id)
+
+    # -- plans ---------------------------------------------------------------------------
+
+    async def list_plans(self) -> list[Plan]:
+        with translate_driver_errors():
+            rows = await self._pool.fetch(
+                "SELECT name, rate_per_second, burst FROM plans ORDER BY rate_per_second, name"
+            )
+        return [Plan(row["name"], row["rate_per_second"], row["burst"]) for row in rows]
+
+    async def put_plan(self, name: str, body: PutPlan) -> Plan:
+        with translate_driver_errors():
+            row = await self._pool.fetchrow(
+                """
+                INSERT INTO plans (name, rate_per_second, burst) VALUES ($1, $2, $3)
+                ON CONFLICT (name) DO UPDATE
+                   SET rate_per_second = excluded.rate_per_second,
+                       burst = excluded.burst,
+                       updated_at = now()
+                RETURNING name, rate_per_second, burst
+                """,
+                name,
+                body.rate_per_second,
+                body.burst,
+            )
+        assert row is not None
+        plan = Plan(row["name"], row["rate_per_second"], row["burst"])
+        self._directory.set_plan(plan.name, plan.rate_per_second, plan.burst)
+        return plan

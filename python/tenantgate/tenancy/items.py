@@ -1,0 +1,90 @@
+"""The tenant's items: JSON documents in the tenant's own schema.
+
+Every query here is unqualified and runs on a connection inside `tenant_transaction`, so
+PostgreSQL resolves `items` to the caller's schema and refuses anything else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+import msgspec
+
+from tenantgate.errors import NotFoundError
+from tenantgate.tenancy.cursor import decode_cursor, encode_cursor
+from tenantgate.tenancy.schemas import Item, ItemPage, validate_item_data
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from tenantgate.db.types import Connection
+
+__all__ = ["create_item", "delete_item", "get_item", "list_items", "replace_item"]
+
+_COLUMNS = "id, data::text AS data, created_at, updated_at"
+
+
+def _item(row: asyncpg.Record) -> Item:
+    data: dict[str, Any] = msgspec.json.decode(row["data"])
+    return Item(id=row["id"], data=data, created_at=row["created_at"], updated_at=row["updated_at"])
+
+
+def _encode(data: dict[str, Any]) -> str:
+    validate_item_data(data)
+    return msgspec.json.encode(data).decode()
+
+
+async def create_item(connection: Connection, data: dict[str, Any]) -> Item:
+    row = await connection.fetchrow(
+        f"INSERT INTO items (id, data) VALUES ($1, $2::jsonb) RETURNING {_COLUMNS}",
+        uuid4(),
+        _encode(data),
+    )
+    assert row is not None
+    return _item(row)
+
+
+async def get_item(connection: Connection, item_id: UUID) -> Item:
+    row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM items WHERE id = $1", item_id)
+    if row is None:
+        raise NotFoundError("item")
+    return _item(row)
+
+
+async def replace_item(connection: Connection, item_id: UUID, data: dict[str, Any]) -> Item:
+    row = await connection.fetchrow(
+        f"""
+        UPDATE items SET data = $2::jsonb, updated_at = clock_timestamp()
+         WHERE id = $1 RETURNING {_COLUMNS}
+        """,
+        item_id,
+        _encode(data),
+    )
+    if row is None:
+        raise NotFoundError("item")
+    return _item(row)
+
+
+async def delete_item(connection: Connection, item_id: UUID) -> None:
+    result = await connection.execute("DELETE FROM items WHERE id = $1", item_id)
+    if result == "DELETE 0":
+        raise NotFoundError("item")
+
+
+async def list_items(connection: Connection, limit: int, cursor: str | None) -> ItemPage:
+    after = decode_cursor(cursor) if cursor else None
+    rows = await connection.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM items
+         WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
+         ORDER BY created_at, id
+         LIMIT $3
+        """,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
+    page = [_item(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return ItemPage(items=page, next_cursor=next_cursor)

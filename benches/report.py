@@ -25,7 +25,7 @@ ORDER = [
     "auth.verify_header.garbage",
     "limit.acquire",
     "auth+limit",
-    "auth+limit.fused",
+    "auth+limit.two_calls",
 ]
 
 

@@ -58,9 +58,15 @@ impl Quota {
     }
 }
 
-/// The outcome of `Limiter.try_acquire`.
+/// The outcome of `Limiter.try_acquire` and, with the record's payload, of
+/// `Verifier.verify_and_acquire`.
 #[pyclass(frozen, module = "tenantgate._native")]
 pub struct Decision {
+    /// The payload of the key record `verify_and_acquire` found; `None` from `try_acquire`.
+    /// (Carried here rather than in a `(payload, decision)` tuple: one allocation less on the
+    /// per-request path.)
+    #[pyo3(get)]
+    payload: Option<Py<PyAny>>,
     /// Whether the request may proceed.
     #[pyo3(get)]
     allowed: bool,
@@ -92,9 +98,20 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// `d`, carrying `payload`.
+    pub fn with_payload(d: core::Decision, payload: Py<PyAny>) -> Self {
+        Self {
+            payload: Some(payload),
+            ..Self::from(d)
+        }
+    }
+}
+
 impl From<core::Decision> for Decision {
     fn from(d: core::Decision) -> Self {
         Self {
+            payload: None,
             allowed: d.allowed,
             limit: d.limit,
             remaining: d.remaining,

@@ -1,7 +1,9 @@
 //! `Verifier` and `Miss`.
 
+use std::sync::OnceLock;
+
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyString};
 use tenantgate_core as core;
 use tenantgate_core::{Digest, DisplayPrefix, Verdict};
 
@@ -15,9 +17,55 @@ use crate::limiter::{Decision, Limiter, Quota};
 /// rate-limits it by.
 pub struct Payload {
     object: Py<PyAny>,
-    /// The quota and the limiter bucket id (an interned string), if rate-limited.
-    limit: Option<(Py<Quota>, Py<PyString>)>,
+    /// The quota and bucket, if rate-limited.
+    limit: Option<Limit>,
 }
+
+/// A record's quota and limiter bucket.
+struct Limit {
+    quota: Py<Quota>,
+    /// The bucket id (an interned string).
+    bucket: Py<PyString>,
+    /// The bucket in the first limiter charged, so later calls skip the id's fingerprint,
+    /// the shard lock and the lookup (one CAS instead). Set once: a record lives one TTL.
+    handle: OnceLock<core::BucketHandle>,
+}
+
+impl Limit {
+    /// Charges this record's bucket in `limiter` at `now` (read from the limiter's clock).
+    #[inline]
+    fn charge(
+        &self,
+        py: Python<'_>,
+        limiter: &core::Limiter,
+        cost: u64,
+        now: u64,
+    ) -> PyResult<core::Decision> {
+        let quota = &self.quota.get().inner;
+        if let Some(d) = self
+            .handle
+            .get()
+            .and_then(|h| limiter.try_acquire_handle_at(h, quota, cost, now))
+        {
+            return Ok(d);
+        }
+        let id = self.bucket.bind(py).to_str()?;
+        let (d, handle) =
+            limiter.try_acquire_with_handle_at(id, quota, cost, now, self.handle.get());
+        // Another limiter's handle, or one already set by a racing call, stays.
+        let _ = self.handle.set(handle);
+        Ok(d)
+    }
+}
+
+/// What `verify_and_acquire` answers for a record without a quota: allowed, charged nothing.
+const UNLIMITED: core::Decision = core::Decision {
+    allowed: true,
+    limit: 0,
+    remaining: 0,
+    reset_after: 0.0,
+    retry_after: 0.0,
+};
 
 /// An `Authorization` header value and an optional `Host`, as bytes.
 type Request<'a> = (&'a [u8], Option<&'a [u8]>);
@@ -134,8 +182,9 @@ impl Verifier {
     }
 
     /// `verify`, then on a hit `limiter.try_acquire(bucket, quota, cost)` with the bucket and
-    /// quota inserted with the record, in one call: `(payload, Decision)` on a hit
-    /// (`(payload, None)` if the record has no quota), `Miss` on a miss, `None` if refused.
+    /// quota inserted with the record, in one call: on a hit, a `Decision` whose `payload` is
+    /// the record's (a record without a quota gets an allowed `Decision` with `limit == 0`,
+    /// having charged nothing); `Miss` on a miss; `None` if refused.
     #[pyo3(signature = (authorization, host, limiter, cost = 1))]
     fn verify_and_acquire(
         &self,
@@ -153,15 +202,14 @@ impl Verifier {
         let shared_clock = core::same_clock(self.inner.clock(), limiter.clock());
         let verdict = self.inner.verify_timed(header, host, |p, now| {
             let decision = match &p.limit {
-                None => None,
-                Some((quota, bucket)) => {
-                    let bucket = bucket.bind(py).to_str()?;
-                    let quota = &quota.get().inner;
-                    Some(if shared_clock {
-                        limiter.try_acquire_at(bucket, quota, cost, now)
+                None => UNLIMITED,
+                Some(limit) => {
+                    let now = if shared_clock {
+                        now
                     } else {
-                        limiter.try_acquire(bucket, quota, cost)
-                    })
+                        limiter.clock().monotonic_ns()
+                    };
+                    limit.charge(py, limiter, cost, now)?
                 }
             };
             PyResult::Ok((p.object.clone_ref(py), decision))
@@ -169,12 +217,8 @@ impl Verifier {
         match verdict {
             Verdict::Hit(hit) => {
                 let (object, decision) = hit?;
-                let decision = match decision {
-                    Some(d) => Py::new(py, Decision::from(d))?.into_any(),
-                    None => py.None(),
-                };
                 Ok(Some(
-                    PyTuple::new(py, [object, decision])?.into_any().unbind(),
+                    Py::new(py, Decision::with_payload(decision, object))?.into_any(),
                 ))
             }
             Verdict::Refused => Ok(None),
@@ -215,7 +259,11 @@ impl Verifier {
                     Some(b) => PyString::intern(py, b.to_str()?),
                     None => PyString::intern(py, tenant),
                 };
-                Some((quota, bucket.unbind()))
+                Some(Limit {
+                    quota,
+                    bucket: bucket.unbind(),
+                    handle: OnceLock::new(),
+                })
             }
         };
         let record = core::Record {

@@ -351,18 +351,23 @@ def test_verify_and_acquire() -> None:
     )
     v.insert(v.hash(other), tenant_id="u", key_id="o", expires_at=None, usable=True, payload=1)
     got = v.verify_and_acquire(header(key), None, lim)
-    assert isinstance(got, tuple)
-    assert got[0] is payload
-    assert isinstance(got[1], native.Decision)
-    assert got[1].allowed
-    assert got[1].remaining == 1
+    assert isinstance(got, native.Decision)
+    assert got.payload is payload
+    assert got.allowed
+    assert got.remaining == 1
     # The bucket defaults to the tenant id: the two-call path shares it.
-    assert lim.try_acquire("t", q).remaining == 0
+    plain = lim.try_acquire("t", q)
+    assert plain.remaining == 0
+    assert plain.payload is None
     denied = v.verify_and_acquire(header(key), None, lim)
-    assert isinstance(denied, tuple)
-    assert denied[1] is not None
-    assert not denied[1].allowed
-    assert v.verify_and_acquire(header(other), None, lim) == (1, None)
+    assert isinstance(denied, native.Decision)
+    assert not denied.allowed
+    assert denied.payload is payload
+    # No quota: allowed, limit 0, nothing charged.
+    free = v.verify_and_acquire(header(other), None, lim)
+    assert isinstance(free, native.Decision)
+    assert (free.payload, free.allowed, free.limit, free.remaining) == (1, True, 0, 0)
+    assert (free.reset_after, free.retry_after) == (0.0, 0.0)
     assert isinstance(v.verify_and_acquire(header(native.generate_key()), None, lim), native.Miss)
     assert v.verify_and_acquire(b"Bearer nope", None, lim) is None
     # A separate bucket, on a limiter with its own clock.
@@ -377,11 +382,10 @@ def test_verify_and_acquire() -> None:
         bucket="b",
     )
     got = v.verify_and_acquire(header(key), "h", native.Limiter(), cost=2)
-    assert got is not None
-    assert not isinstance(got, native.Miss)
-    assert got[1] is not None
-    assert got[1].allowed
-    assert got[1].remaining == 0
+    assert isinstance(got, native.Decision)
+    assert got.payload == 2
+    assert got.allowed
+    assert got.remaining == 0
 
 
 def test_threads_share_one_limiter_without_over_granting() -> None:

@@ -430,13 +430,10 @@ class VerifierAgreement(RuleBasedStateMachine):
         header = header_forms(KEYS[i])[form]
         got = self.native.verify_and_acquire(header, host, self.limiters[native], cost)
         expected = self.ref.verify_and_acquire(header, host, self.limiters[ref], cost)
-        if isinstance(expected, tuple):
-            assert isinstance(got, tuple)
-            assert got[0] is expected[0] is self.payloads[i]
-            if expected[1] is None:
-                assert got[1] is None
-            else:
-                assert_same_decision(got[1], expected[1])
+        if isinstance(expected, ref.Decision):
+            assert isinstance(got, native.Decision)
+            assert got.payload is expected.payload is self.payloads[i]
+            assert_same_decision(got, expected)
         else:
             assert verdict(got) == verdict(expected)
 
@@ -667,17 +664,19 @@ def test_verify_and_acquire_charges_the_bucket_inserted_with_the_record(impl):
         digests[3], tenant_id="t1", key_id="k3", expires_at=None, usable=True, payload=3
     )
 
-    payload, decision = verifier.verify_and_acquire(f"Bearer {KEYS[0]}", None, limiter)
-    assert (payload, decision.allowed, decision.remaining) == (0, True, 1)
-    payload, decision = verifier.verify_and_acquire(f"Bearer {KEYS[1]}", None, limiter)
-    assert (payload, decision.allowed, decision.remaining) == (1, True, 0), "same bucket"
-    _, decision = verifier.verify_and_acquire(f"Bearer {KEYS[1]}", None, limiter)
+    decision = verifier.verify_and_acquire(f"Bearer {KEYS[0]}", None, limiter)
+    assert (decision.payload, decision.allowed, decision.remaining) == (0, True, 1)
+    decision = verifier.verify_and_acquire(f"Bearer {KEYS[1]}", None, limiter)
+    assert (decision.payload, decision.allowed, decision.remaining) == (1, True, 0), "same bucket"
+    decision = verifier.verify_and_acquire(f"Bearer {KEYS[1]}", None, limiter)
     assert not decision.allowed
     assert decision.retry_after == pytest.approx(1.0)
-    _, decision = verifier.verify_and_acquire(f"Bearer {KEYS[2]}", None, limiter, 2)
+    decision = verifier.verify_and_acquire(f"Bearer {KEYS[2]}", None, limiter, 2)
     assert (decision.allowed, decision.remaining) == (True, 0), "the tenant id is the default"
     assert limiter.try_acquire("t3", quota, 0).remaining == 0
-    assert verifier.verify_and_acquire(f"Bearer {KEYS[3]}", None, limiter) == (3, None)
+    assert limiter.try_acquire("t3", quota, 0).payload is None
+    decision = verifier.verify_and_acquire(f"Bearer {KEYS[3]}", None, limiter)
+    assert (decision.payload, decision.allowed, decision.limit) == (3, True, 0), "no quota"
     miss = verifier.verify_and_acquire(f"Bearer {KEYS[4]}", None, limiter)
     assert miss.digest == digests[4]
     assert verifier.verify_and_acquire("Bearer nope", None, limiter) is None

@@ -38,5 +38,5 @@ pub use keys::{
     check_key, checksum, checksum_string, constant_time_eq, generate_key, Digest, DisplayPrefix,
     Env, KeyHasher, ParsedKey,
 };
-pub use limiter::{Decision, Limiter, Quota, QuotaValue};
+pub use limiter::{BucketHandle, Decision, Limiter, Quota, QuotaValue};
 pub use verifier::{bearer_token, normalize_host, Miss, Record, Verdict, Verifier, VerifierConfig};

@@ -8,11 +8,17 @@
 //! nothing: idle buckets are what eviction removes first.
 //!
 //! Buckets are keyed by a 128-bit keyed fingerprint (two independently seeded `ahash`es) of
-//! the id string, kept in sharded maps: the hot path takes one shard read lock; the write
-//! lock is taken only to insert. Storing the fingerprint instead of the string keeps a
-//! bucket at 24 bytes and avoids a string comparison; a collision (probability about
-//! n² / 2¹²⁹ for n ids, with seeds an attacker does not know) would make two ids share a
-//! bucket.
+//! the id string, kept in sharded maps: a lookup by id takes one shard read lock; the write
+//! lock is taken only to insert. Storing the fingerprint instead of the string avoids a string
+//! comparison; a collision (probability about n² / 2¹²⁹ for n ids, with seeds an attacker
+//! does not know) would make two ids share a bucket.
+//!
+//! Each bucket is its own small allocation (`Arc<AtomicU64>`), so a caller that charges the
+//! same id again and again (the verifier's cached key records) can keep a [`BucketHandle`] and
+//! skip the fingerprint, the lock and the lookup. A bucket leaves its map only by a
+//! compare-and-swap of its TAT to a sentinel ([`EVICTED`]), under the shard's write lock; a
+//! handle that finds the sentinel looks its id up again (and puts the same bucket back if the
+//! id has none), so there is never more than one live bucket per id and GCRA's bound holds.
 //!
 //! A [`Quota`] is shared by every bucket that uses it; [`Quota::update`] takes effect on the
 //! next call for all of them.
@@ -226,22 +232,30 @@ fn gcra(tat: u64, now: u64, q: &QuotaValue, cost: u64) -> (Decision, Option<u64>
             reset_after: secs(after),
             retry_after: 0.0,
         };
-        let new_tat = now.saturating_add(after);
+        let new_tat = now.saturating_add(after).min(EVICTED - 1);
         (d, (cost > 0).then_some(new_tat))
     }
 }
 
-/// Runs [`gcra`] against a bucket, retrying the compare-and-swap until it sticks.
+/// The TAT of a bucket that has left its map (evicted). No real TAT reaches it: [`gcra`]
+/// caps new TATs one below.
+const EVICTED: u64 = u64::MAX;
+
+/// Runs [`gcra`] against a bucket, retrying the compare-and-swap until it sticks; `None` if
+/// the bucket has been evicted (then nothing was taken).
 #[inline]
-fn acquire(bucket: &AtomicU64, now: u64, q: &QuotaValue, cost: u64) -> Decision {
+fn acquire(bucket: &AtomicU64, now: u64, q: &QuotaValue, cost: u64) -> Option<Decision> {
     let mut tat = bucket.load(Ordering::Acquire);
     loop {
+        if tat == EVICTED {
+            return None;
+        }
         let (decision, new_tat) = gcra(tat, now, q, cost);
         let Some(new_tat) = new_tat else {
-            return decision;
+            return Some(decision);
         };
         match bucket.compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return decision,
+            Ok(_) => return Some(decision),
             Err(actual) => tat = actual,
         }
     }
@@ -281,7 +295,34 @@ impl Hasher for IdentityHasher {
 
 pub(crate) type IdentityBuild = BuildHasherDefault<IdentityHasher>;
 
-type BucketMap = std::collections::HashMap<u128, AtomicU64, IdentityBuild>;
+/// A 128-bit keyed fingerprint of an id string: two independent 64-bit hashes. Two `u64`s
+/// rather than a `u128`, so a map slot needs 8-byte alignment, not 16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Fp(pub(crate) u64, pub(crate) u64);
+
+impl std::hash::Hash for Fp {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The first half is already a uniformly random 64-bit hash.
+        state.write_u64(self.0);
+    }
+}
+
+/// One bucket: its TAT, or [`EVICTED`].
+type Bucket = Arc<AtomicU64>;
+
+type BucketMap = std::collections::HashMap<Fp, Bucket, IdentityBuild>;
+
+/// Tells limiters apart, so that a [`BucketHandle`] is only used with its own.
+static NEXT_LIMITER_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A reference to one id's bucket in one [`Limiter`], for charging it again without a lookup:
+/// see [`Limiter::try_acquire_handle_at`]. 16 bytes: it is kept with every cached key record.
+#[derive(Debug, Clone)]
+pub struct BucketHandle {
+    limiter: u64,
+    bucket: Bucket,
+}
 
 /// Picks one of `n` shards from a uniformly random 64-bit value.
 #[inline]
@@ -311,6 +352,8 @@ pub struct Limiter {
     share: usize,
     clock: Arc<dyn Clock>,
     seeds: (ahash::RandomState, ahash::RandomState),
+    /// This limiter's number, for [`BucketHandle`]s.
+    id: u64,
 }
 
 impl Limiter {
@@ -332,14 +375,13 @@ impl Limiter {
             share,
             clock,
             seeds: (ahash::RandomState::new(), ahash::RandomState::new()),
+            id: NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
     #[inline]
-    fn fingerprint(&self, id: &str) -> u128 {
-        let a = self.seeds.0.hash_one(id);
-        let b = self.seeds.1.hash_one(id);
-        (u128::from(b) << 64) | u128::from(a)
+    fn fingerprint(&self, id: &str) -> Fp {
+        Fp(self.seeds.0.hash_one(id), self.seeds.1.hash_one(id))
     }
 
     /// Takes `cost` tokens from `id`'s bucket under `quota`, if it has them.
@@ -356,22 +398,86 @@ impl Limiter {
     /// ever sees it as less time having passed.
     #[inline]
     pub fn try_acquire_at(&self, id: &str, quota: &Quota, cost: u64, now: u64) -> Decision {
+        self.charge(id, quota, cost, now, None, |_| ()).0
+    }
+
+    /// [`Limiter::try_acquire_at`], also returning a handle on the bucket it charged, for
+    /// [`Limiter::try_acquire_handle_at`]. Pass the handle this returned for the same `id`
+    /// before, if any: if its bucket was evicted and `id` has no other, it is put back rather
+    /// than replaced, so the old handle works again. (A handle of another id would make the
+    /// two ids share one bucket: stricter, never looser.)
+    pub fn try_acquire_with_handle_at(
+        &self,
+        id: &str,
+        quota: &Quota,
+        cost: u64,
+        now: u64,
+        previous: Option<&BucketHandle>,
+    ) -> (Decision, BucketHandle) {
+        let revive = previous.filter(|h| h.limiter == self.id).map(|h| &h.bucket);
+        self.charge(id, quota, cost, now, revive, |bucket| BucketHandle {
+            limiter: self.id,
+            bucket: bucket.clone(),
+        })
+    }
+
+    /// Charges the bucket behind `handle` with no lookup and no lock: one atomic
+    /// compare-and-swap. `None`, having taken nothing, if the handle is another limiter's or
+    /// its bucket was evicted; then call [`Limiter::try_acquire_with_handle_at`].
+    #[inline]
+    pub fn try_acquire_handle_at(
+        &self,
+        handle: &BucketHandle,
+        quota: &Quota,
+        cost: u64,
+        now: u64,
+    ) -> Option<Decision> {
+        if handle.limiter != self.id {
+            return None;
+        }
+        acquire(&handle.bucket, now, &quota.get(), cost)
+    }
+
+    /// The lookup-by-id path: charges `id`'s bucket (creating it, or reviving `revive` if
+    /// that is `id`'s evicted bucket) and returns `keep` of it.
+    #[inline]
+    fn charge<R>(
+        &self,
+        id: &str,
+        quota: &Quota,
+        cost: u64,
+        now: u64,
+        revive: Option<&Bucket>,
+        keep: impl FnOnce(&Bucket) -> R,
+    ) -> (Decision, R) {
         let fp = self.fingerprint(id);
-        #[allow(clippy::cast_possible_truncation)]
-        let shard = &self.shards[shard_of((fp >> 64) as u64, self.shards.len())];
+        let shard = &self.shards[shard_of(fp.1, self.shards.len())];
         let q = quota.get();
         {
             let map = shard.read();
             if let Some(bucket) = map.get(&fp) {
-                return acquire(bucket, now, &q, cost);
+                // Buckets in the map are never evicted while its lock is held.
+                if let Some(d) = acquire(bucket, now, &q, cost) {
+                    return (d, keep(bucket));
+                }
             }
         }
         let mut map = shard.write();
         if !map.contains_key(&fp) && map.len() >= self.share {
             self.evict(&mut map, now);
         }
-        let bucket = map.entry(fp).or_insert_with(|| AtomicU64::new(0));
-        acquire(bucket, now, &q, cost)
+        let bucket = map.entry(fp).or_insert_with(|| match revive {
+            // Only this shard's write lock ever takes a bucket out of EVICTED.
+            Some(b) if b.load(Ordering::Acquire) == EVICTED => {
+                b.store(0, Ordering::Release);
+                b.clone()
+            }
+            _ => Arc::new(AtomicU64::new(0)),
+        });
+        // No bucket in the map is EVICTED while its shard is locked, so `acquire` answers;
+        // the fallback (a full bucket's answer, nothing stored) cannot happen.
+        let d = acquire(bucket, now, &q, cost).unwrap_or_else(|| gcra(0, now, &q, cost).0);
+        (d, keep(bucket))
     }
 
     /// The clock this limiter reads.
@@ -382,16 +488,29 @@ impl Limiter {
 
     /// Makes room in a full shard: drops idle (full) buckets, then, if that was not enough,
     /// those closest to full, down to 7/8 of the share so the work is amortised.
+    ///
+    /// A bucket is dropped only if a compare-and-swap of the TAT it was judged by to
+    /// [`EVICTED`] succeeds: a handle charging it meanwhile keeps it (or, coming second, sees
+    /// the sentinel and looks its id up again).
     fn evict(&self, map: &mut BucketMap, now: u64) {
-        map.retain(|_, tat| tat.load(Ordering::Relaxed) > now);
+        let retire = |bucket: &AtomicU64, tat: u64| {
+            bucket
+                .compare_exchange(tat, EVICTED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        };
+        map.retain(|_, b| {
+            let tat = b.load(Ordering::Acquire);
+            tat > now || !retire(b, tat)
+        });
         let keep = keep_after_eviction(self.share);
         if map.len() > keep {
-            let mut tats: Vec<u64> = map.values().map(|t| t.load(Ordering::Relaxed)).collect();
+            let mut tats: Vec<u64> = map.values().map(|b| b.load(Ordering::Relaxed)).collect();
             let drop = tats.len() - keep;
             let (_, &mut threshold, _) = tats.select_nth_unstable(drop - 1);
             let mut dropped = 0;
-            map.retain(|_, tat| {
-                if dropped < drop && tat.load(Ordering::Relaxed) <= threshold {
+            map.retain(|_, b| {
+                let tat = b.load(Ordering::Acquire);
+                if dropped < drop && tat <= threshold && retire(b, tat) {
                     dropped += 1;
                     false
                 } else {
@@ -536,6 +655,131 @@ mod tests {
             limiter.try_acquire(&format!("id{i}"), &q, 1);
             assert!(limiter.len() <= limiter.capacity());
         }
+    }
+
+    #[test]
+    fn a_handle_charges_the_same_bucket_as_the_id() {
+        let (_clock, limiter) = setup(100);
+        let q = Quota::new(1.0, 3).unwrap();
+        let (d, h) = limiter.try_acquire_with_handle_at("a", &q, 1, 0, None);
+        assert!(d.allowed && d.remaining == 2);
+        assert_eq!(
+            limiter
+                .try_acquire_handle_at(&h, &q, 1, 0)
+                .unwrap()
+                .remaining,
+            1
+        );
+        assert_eq!(limiter.try_acquire_at("a", &q, 1, 0).remaining, 0);
+        assert!(!limiter.try_acquire_handle_at(&h, &q, 1, 0).unwrap().allowed);
+        assert_eq!(limiter.len(), 1);
+        // Another limiter's handle is refused, and takes nothing.
+        let (_, other) = setup(100);
+        assert!(other.try_acquire_handle_at(&h, &q, 1, 0).is_none());
+        assert!(other.try_acquire_at("a", &q, 3, 0).allowed);
+    }
+
+    /// Fills a 16-bucket limiter with idle buckets until `h`'s bucket is evicted.
+    fn evict_handle(limiter: &Limiter, h: &BucketHandle, q: &Quota, now: u64) {
+        for i in 0..64 {
+            limiter.try_acquire_at(&format!("idle{i}"), q, 0, now);
+        }
+        assert_eq!(h.bucket.load(Ordering::Relaxed), EVICTED);
+        assert!(limiter.try_acquire_handle_at(h, q, 0, now).is_none());
+    }
+
+    #[test]
+    fn an_evicted_handle_is_refused_then_revived() {
+        let (_clock, limiter) = setup(16);
+        let q = Quota::new(1.0, 2).unwrap();
+        let (_, h) = limiter.try_acquire_with_handle_at("a", &q, 1, 0, None);
+        // Idle again two seconds on: the first to go when the shard fills.
+        let now = 2_000_000_000;
+        evict_handle(&limiter, &h, &q, now);
+        let (d, h2) = limiter.try_acquire_with_handle_at("a", &q, 1, now, Some(&h));
+        assert!(d.allowed && d.remaining == 1, "an evicted bucket was full");
+        assert!(
+            Arc::ptr_eq(&h.bucket, &h2.bucket),
+            "the same bucket, put back"
+        );
+        assert_eq!(
+            limiter
+                .try_acquire_handle_at(&h, &q, 1, now)
+                .unwrap()
+                .remaining,
+            0
+        );
+        assert!(!limiter.try_acquire_at("a", &q, 1, now).allowed);
+        assert!(limiter.len() <= limiter.capacity());
+    }
+
+    #[test]
+    fn an_evicted_handle_never_splits_its_id() {
+        let (_clock, limiter) = setup(16);
+        let q = Quota::new(1.0, 2).unwrap();
+        let (_, h) = limiter.try_acquire_with_handle_at("a", &q, 1, 0, None);
+        let now = 2_000_000_000;
+        evict_handle(&limiter, &h, &q, now);
+        // The id comes back by name first: the old handle stays dead, and its holder is
+        // sent to the new bucket rather than charging the old one.
+        assert!(limiter.try_acquire_at("a", &q, 1, now).allowed);
+        let (d, h2) = limiter.try_acquire_with_handle_at("a", &q, 1, now, Some(&h));
+        assert!(d.allowed && d.remaining == 0);
+        assert!(!Arc::ptr_eq(&h.bucket, &h2.bucket));
+        assert!(limiter.try_acquire_handle_at(&h, &q, 1, now).is_none());
+        assert!(
+            !limiter
+                .try_acquire_handle_at(&h2, &q, 1, now)
+                .unwrap()
+                .allowed
+        );
+        assert!(!limiter.try_acquire_at("a", &q, 1, now).allowed);
+    }
+
+    #[test]
+    fn handles_and_ids_from_many_threads_never_over_grant() {
+        // Time frozen: "hot" stays busy, so eviction takes only the idle churn around it.
+        let (_clock, limiter) = setup(64);
+        let q = Quota::new(1.0, 500).unwrap();
+        let granted = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|t| {
+                    let (limiter, q) = (&limiter, &q);
+                    s.spawn(move || {
+                        let mut handle: Option<BucketHandle> = None;
+                        let mut granted = 0;
+                        for i in 0..400 {
+                            let fast = handle
+                                .as_ref()
+                                .and_then(|h| limiter.try_acquire_handle_at(h, q, 1, 0));
+                            let d = if let Some(d) = fast {
+                                d
+                            } else if t % 2 == 0 {
+                                let (d, h) = limiter.try_acquire_with_handle_at(
+                                    "hot",
+                                    q,
+                                    1,
+                                    0,
+                                    handle.as_ref(),
+                                );
+                                handle = Some(h);
+                                d
+                            } else {
+                                limiter.try_acquire_at("hot", q, 1, 0)
+                            };
+                            granted += usize::from(d.allowed);
+                            limiter.try_acquire_at(&format!("churn{t}-{i}"), q, 0, 0);
+                        }
+                        granted
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .sum::<usize>()
+        });
+        assert_eq!(granted, 500);
     }
 
     #[test]

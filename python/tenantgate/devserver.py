@@ -63,7 +63,7 @@ class DevServerError(TenantgateError):
     """The development server could not be brought up."""
 
 
-def run_dev(*, host: str, port: int, data_dir: Path) -> int:
+def run_dev(*, host: str, port: int, data_dir: Path, demo: bool = False) -> int:
     """Run ``tenantgate dev`` until SIGINT or SIGTERM; return the exit status."""
     _log_to_stderr()
     try:
@@ -87,10 +87,20 @@ def run_dev(*, host: str, port: int, data_dir: Path) -> int:
             )
             environment = _service_environment(info, database_url, service_secrets)
             Settings.from_env(environment)  # one clear message here rather than from the child
+            _migrate(database_url)
             server = _start_server(host, port, environment)
             url = f"http://{_host_for_url(host)}:{port}"
             _wait_until_healthy(url, server)
-            _announce_ready(ready_stream, url, service_secrets.admin_token, database_url, info)
+            demo_key = (
+                _demo_key(url, service_secrets.admin_token, data_dir / _SECRETS_FOLDER)
+                if demo
+                else None
+            )
+            _announce_ready(
+                ready_stream, url, service_secrets.admin_token, database_url, info, demo_key
+            )
+            if demo_key is not None:
+                _explain_demo(url, service_secrets.admin_token, demo_key)
             _logger.info("serving on %s; stop with Ctrl-C", url)
             status = server.wait()
             _logger.error("the server exited by itself (status %s)", status)
@@ -127,7 +137,12 @@ def _log_to_stderr() -> None:
 
 
 def _announce_ready(
-    stream: TextIO, url: str, admin_token: str, database_url: str, info: StackInfo
+    stream: TextIO,
+    url: str,
+    admin_token: str,
+    database_url: str,
+    info: StackInfo,
+    demo_key: str | None,
 ) -> None:
     """The one line on stdout, flushed at once: scripts wait for it."""
     ready = {
@@ -139,6 +154,8 @@ def _announce_ready(
         "redis_url": info.redis_admin_url,
         "s3_endpoint_url": info.s3_endpoint_url,
     }
+    if demo_key is not None:
+        ready["demo_api_key"] = demo_key
     stream.write(json.dumps(ready) + "\n")
     stream.flush()
 
@@ -257,6 +274,64 @@ async def ensure_app_database(admin_url: str, password: str) -> str:
     finally:
         await connection.close()
     return _url_for_login(admin_url, APP_ROLE, password, APP_DATABASE)
+
+
+def _migrate(database_url: str) -> None:
+    from tenantgate.migrate_command import migrate_everything
+
+    report = asyncio.run(migrate_everything(database_url))
+    if report.failed:
+        raise DevServerError(f"migrating {len(report.failed)} tenant schemas failed")
+    _logger.info(
+        "migrated: %d tenant schemas up to date, %d migrated now",
+        report.up_to_date,
+        report.migrated,
+    )
+
+
+def _demo_key(url: str, admin_token: str, folder: Path) -> str:
+    """The demo tenant's key: the one kept from an earlier run if it still works, else a new
+    tenant `demo` and its first key (kept in ``folder``, mode 0600)."""
+    stored = folder / "demo_api_key"
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        if stored.exists():
+            key = stored.read_text(encoding="ascii").strip()
+            if client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}).is_success:
+                return key
+        answer = client.post(
+            "/admin/v1/tenants",
+            json={"name": "demo", "plan": "pro"},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        if answer.status_code != httpx.codes.CREATED:
+            raise DevServerError(f"creating the demo tenant failed: {answer.text}")
+        key = str(answer.json()["api_key"]["key"])
+    stored.unlink(missing_ok=True)
+    descriptor = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as file:
+        file.write(key + "\n")
+    return key
+
+
+def _explain_demo(url: str, admin_token: str, demo_key: str) -> None:
+    sys.stderr.write(
+        f"""
+tenantgate is up at {url}, with a demo tenant. Try:
+
+  curl -s {url}/v1/me -H 'Authorization: Bearer {demo_key}'
+  curl -s {url}/v1/items -H 'Authorization: Bearer {demo_key}' \\
+       -H 'Content-Type: application/json' -d '{{"data": {{"hello": "world"}}}}'
+  curl -s {url}/v1/items -H 'Authorization: Bearer {demo_key}'
+
+As the operator (admin token from the ready line above):
+
+  curl -s {url}/admin/v1/tenants -H 'Authorization: Bearer {admin_token}'
+
+API reference: {url}/schema (OpenAPI: {url}/schema/openapi.json). Stop with Ctrl-C.
+
+"""
+    )
+    sys.stderr.flush()
 
 
 def _url_for_login(admin_url: str, user: str, password: str, database: str) -> str:

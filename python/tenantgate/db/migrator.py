@@ -70,9 +70,27 @@ class MigrationReport:
     """What a run over the tenant schemas did."""
 
     total: int = 0
+    """Tenant schemas to visit (a tenant deleted during the run is taken off again)."""
     migrated: int = 0
+    """Schemas that were behind and are now up to date."""
     up_to_date: int = 0
+    """Schemas that were up to date already."""
     failed: dict[UUID, str] = field(default_factory=dict)
+    """Tenant id → the error that left its schema at its previous version."""
+    public_applied: list[int] = field(default_factory=list)
+    """Versions of the shared tables' migrations applied by this run (filled by callers that
+    migrate `public` too)."""
+
+    @property
+    def done(self) -> int:
+        """Schemas finished so far, successfully or not."""
+        return self.migrated + self.up_to_date + len(self.failed)
+
+    def summary(self) -> str:
+        return (
+            f"migrated {self.migrated}, up to date {self.up_to_date}, "
+            f"failed {len(self.failed)} of {self.total} tenant schemas"
+        )
 
 
 def load_migrations(kind: Literal["public", "tenant"]) -> tuple[Migration, ...]:
@@ -84,10 +102,25 @@ def load_migrations(kind: Literal["public", "tenant"]) -> tuple[Migration, ...]:
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
     found.sort(key=lambda migration: migration.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise RuntimeError(f"{kind} migrations: expected version {expected}, found {migration}")
+    _check_versions(kind, found)
     return tuple(found)
+
+
+def _check_versions(kind: str, migrations: Sequence[Migration]) -> None:
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise RuntimeError(
+                f"{kind} migrations: expected version {expected}, found {migration.version} "
+                f"({migration.name})"
+            )
+
+
+async def _tenant_is_gone(pool: asyncpg.Pool, tenant_id: UUID) -> bool:
+    try:
+        found = await pool.fetchval("SELECT true FROM tenants WHERE id = $1", tenant_id)
+    except Exception:
+        return False
+    return found is None
 
 
 async def migrate_public(connection: Connection) -> list[int]:
@@ -100,7 +133,7 @@ async def migrate_public(connection: Connection) -> list[int]:
             "SELECT coalesce(max(version), 0) FROM public.tenantgate_migrations"
         )
         applied = []
-        for migration in migrations[current:]:
+        for migration in (m for m in migrations if m.version > current):
             await connection.execute(migration.sql)
             await connection.execute(
                 "INSERT INTO public.tenantgate_migrations (version, name) VALUES ($1, $2)",
@@ -124,7 +157,7 @@ async def migrate_tenant_schema(
     await connection.execute(_TENANT_TRACKING_SQL)
     await connection.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
     current = await connection.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
-    pending = migrations[current:]
+    pending = [migration for migration in migrations if migration.version > current]
     for migration in pending:
         await connection.execute(migration.sql)
         await connection.execute(
@@ -140,16 +173,25 @@ async def migrate_tenants(
     *,
     concurrency: int = 8,
     on_progress: Callable[[MigrationReport], None] | None = None,
+    migrations: Sequence[Migration] | None = None,
 ) -> MigrationReport:
     """Bring every tenant schema up to date, `concurrency` schemas at a time.
 
-    A schema that fails is reported and left at its previous version; the others go on.
+    `migrations` defaults to the packaged tenant migrations. Each schema migrates in a
+    transaction of its own: a schema that fails is reported and left at its previous version
+    while the others go on, and a run that is cancelled or crashes leaves every schema at one
+    version or the next, so running again finishes the rest.
     """
-    migrations = load_migrations("tenant")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    migrations = load_migrations("tenant") if migrations is None else tuple(migrations)
+    _check_versions("tenant", migrations)
     tenant_ids: list[UUID] = [
         row["id"] for row in await pool.fetch("SELECT id FROM tenants ORDER BY created_at, id")
     ]
     report = MigrationReport(total=len(tenant_ids))
+    if on_progress is not None:
+        on_progress(report)  # the total, before the first schema is done
     gate = asyncio.Semaphore(concurrency)
 
     async def migrate_one(tenant_id: UUID) -> None:
@@ -160,7 +202,10 @@ async def migrate_tenants(
                     await connection.execute(names.scope_sql)
                     applied = await migrate_tenant_schema(connection, names, migrations)
             except Exception as exc:
-                report.failed[tenant_id] = f"{type(exc).__name__}: {exc}"
+                if await _tenant_is_gone(pool, tenant_id):
+                    report.total -= 1  # deleted while we ran: nothing left to migrate
+                else:
+                    report.failed[tenant_id] = f"{type(exc).__name__}: {exc}"
             else:
                 if applied:
                     report.migrated += 1

@@ -8,6 +8,9 @@ behind; PostgreSQL's DDL, `CREATE ROLE` included, is transactional.
 The service's login role needs `CREATEROLE` and `CREATE` on the database. It is made a member
 of each tenant role with `SET` but without `INHERIT` (`createrole_self_grant = 'set'`): it can
 act as a tenant inside a transaction, and holds none of a tenant's privileges outside one.
+
+Tenant ids are `uuid4()`: 122 bits from the operating system's CSPRNG (`os.urandom`), so an
+id can be neither guessed nor enumerated.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from tenantgate.errors import ConflictError, InvalidInputError
 from tenantgate.naming import TenantNames, quote_ident
 
 __all__ = ["NewTenant", "create_tenant", "delete_tenant"]
+
+_DOMAIN_CONSTRAINT = "tenants_custom_domain_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,8 @@ async def create_tenant(
                 names.role,
             )
         except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != _DOMAIN_CONSTRAINT:
+                raise  # an id clash: 122 random bits make it a bug, not a client's error
             raise ConflictError("custom_domain is already taken") from exc
         except asyncpg.ForeignKeyViolationError as exc:
             raise InvalidInputError(f"unknown plan {tenant.plan!r}") from exc
@@ -83,19 +90,28 @@ async def create_tenant(
 async def delete_tenant(connection: Connection, tenant_id: UUID) -> bool:
     """Drop the tenant's schema, role, keys and row; returns False if there was no such tenant."""
     names = TenantNames.of(tenant_id)
+    role, schema = quote_ident(names.role), quote_ident(names.schema)
     async with connection.transaction():
         found = await connection.fetchval(
             "SELECT true FROM tenants WHERE id = $1 FOR UPDATE", tenant_id
         )
         if not found:
             return False
-        # Only the owner may drop the schema, and the service role does not inherit the
-        # tenant's privileges: act as the tenant for the drop, then drop the role itself.
-        await connection.execute(
-            f"SET LOCAL ROLE {quote_ident(names.role)}; "
-            f"DROP SCHEMA IF EXISTS {quote_ident(names.schema)} CASCADE; "
-            f"RESET ROLE; "
-            f"DROP ROLE IF EXISTS {quote_ident(names.role)}"
+        role_exists = await connection.fetchval(
+            "SELECT true FROM pg_roles WHERE rolname = $1", names.role
         )
+        if role_exists:
+            # Only the owner may drop the schema, and the service role does not inherit the
+            # tenant's privileges: act as the tenant to drop the schema and whatever else it
+            # owns or was granted in this database, then drop the role itself.
+            await connection.execute(
+                f"SET LOCAL ROLE {role}; "
+                f"DROP SCHEMA IF EXISTS {schema} CASCADE; "
+                f"DROP OWNED BY {role} CASCADE; "
+                f"RESET ROLE; "
+                f"DROP ROLE {role}"
+            )
+        # Its keys go with the row (ON DELETE CASCADE); said here as well, for the reader.
+        await connection.execute("DELETE FROM api_keys WHERE tenant_id = $1", tenant_id)
         await connection.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
     return True

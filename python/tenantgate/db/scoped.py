@@ -26,13 +26,28 @@ __all__ = ["tenant_transaction"]
 @asynccontextmanager
 async def tenant_transaction(pool: asyncpg.Pool, names: TenantNames) -> AsyncIterator[Connection]:
     """Yield a connection inside a transaction that acts as the tenant; commit on success."""
+    # Errors of the caller's own queries pass through untouched: they are thrown into this
+    # generator by Litestar's dependency clean-up, which treats a different exception coming
+    # back out as a clean-up failure. The caller translates them where it runs its queries.
     with translate_driver_errors():
-        async with pool.acquire() as connection:
-            await connection.execute("BEGIN; " + names.scope_sql)
-            try:
-                yield connection
-            except BaseException:
-                if not connection.is_closed():
+        connection = await pool.acquire()
+    try:
+        try:
+            # Inside the try: when the scope statements fail (the tenant's role is gone,
+            # say), BEGIN has already opened the transaction and it must be rolled back.
+            with translate_driver_errors():
+                await connection.execute("BEGIN; " + names.scope_sql)
+            yield connection
+        except BaseException:
+            if not connection.is_closed() and connection.is_in_transaction():
+                try:
                     await connection.execute("ROLLBACK")
-                raise
+                except Exception:
+                    # A connection in an unknown state never goes back to the pool, and
+                    # the error that got us here is the one the caller should see.
+                    connection.terminate()
+            raise
+        with translate_driver_errors():
             await connection.execute("COMMIT")
+    finally:
+        await pool.release(connection)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import asyncpg
 
-from tenantgate.errors import ServiceUnavailableError
+from tenantgate.errors import InvalidInputError, ServiceUnavailableError
 
 __all__ = ["translate_driver_errors"]
 
@@ -22,6 +22,12 @@ _UNAVAILABLE = (
     asyncpg.CrashShutdownError,
 )
 
+# Client text PostgreSQL refuses to store: the client's mistake, not ours.
+_UNSTORABLE_TEXT = (
+    asyncpg.UntranslatableCharacterError,
+    asyncpg.CharacterNotInRepertoireError,
+)
+
 
 @contextmanager
 def translate_driver_errors() -> Iterator[None]:
@@ -29,3 +35,7 @@ def translate_driver_errors() -> Iterator[None]:
         yield
     except _UNAVAILABLE as exc:
         raise ServiceUnavailableError("postgresql") from exc
+    except _UNSTORABLE_TEXT as exc:
+        raise InvalidInputError(
+            "text contains a character PostgreSQL cannot store (such as \\u0000)"
+        ) from exc

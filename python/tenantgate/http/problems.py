@@ -72,7 +72,18 @@ def handle_http_exception(
     if status == HTTPStatus.BAD_REQUEST:
         return handle_validation_exception(request, exc)
     detail = exc.detail if exc.detail != HTTPStatus(status).phrase else None
+    if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE and detail is None:
+        limit = request.app.request_max_body_size
+        detail = f"the request body is larger than {limit} bytes" if limit else None
     return problem_response(status, detail, exc.headers)
+
+
+def handle_undecodable_body(
+    request: Request[Any, Any, Any], exc: UnicodeDecodeError | RecursionError
+) -> Response[dict[str, Any]]:
+    """A body that is not UTF-8, or JSON nested past the decoder's recursion limit: ``422``."""
+    reason = "is not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else "is nested too deeply"
+    return problem_response(_UNPROCESSABLE, f"the request body {reason}")
 
 
 def handle_validation_exception(
@@ -160,6 +171,8 @@ DEFAULT_EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     ConflictError: handle_conflict,
     InvalidInputError: handle_invalid_input,
     ServiceUnavailableError: handle_service_unavailable,
+    UnicodeDecodeError: handle_undecodable_body,
+    RecursionError: handle_undecodable_body,
     Exception: handle_unexpected_exception,
 }
 """Exception type → handler, as installed by :class:`~tenantgate.plugin.TenantGatePlugin`."""

@@ -44,6 +44,12 @@ __all__ = ["AdminService"]
 _TENANT_COLUMNS = "id, name, plan, tier, status, custom_domain, created_at"
 
 
+def _check_text(field: str, value: str | None) -> None:
+    """PostgreSQL text cannot hold NUL: refuse it here as invalid input, not at the driver."""
+    if value is not None and "\x00" in value:
+        raise InvalidInputError(f"{field} may not contain NUL characters")
+
+
 def _tenant(row: asyncpg.Record) -> Tenant:
     return Tenant(
         id=row["id"],
@@ -83,6 +89,7 @@ class AdminService:
     # -- tenants -------------------------------------------------------------------------
 
     async def create_tenant(self, body: CreateTenant) -> TenantCreated:
+        _check_text("name", body.name)
         domain = None
         if body.custom_domain is not None:
             if body.tier != "enterprise":
@@ -132,6 +139,7 @@ class AdminService:
             for field, value in msgspec.structs.asdict(patch).items()
             if value is not msgspec.UNSET
         }
+        _check_text("name", changes.get("name"))
         current = await self.get_tenant(tenant_id)
         if changes.get("custom_domain") is not None:
             if current.tier != "enterprise":
@@ -175,6 +183,7 @@ class AdminService:
     # -- keys ----------------------------------------------------------------------------
 
     async def create_key(self, tenant_id: UUID, body: CreateKey) -> NewKey:
+        _check_text("name", body.name)
         tenant = await self.get_tenant(tenant_id)
         if body.hsm:
             if tenant.tier != "enterprise":
@@ -187,8 +196,11 @@ class AdminService:
         )
         issued = self._issuer.issue(name=body.name, expires_at=expires_at)
         with translate_driver_errors():
-            async with self._pool.acquire() as connection:
-                row = await key_sql.insert_key(connection, tenant_id, issued.row)
+            try:
+                async with self._pool.acquire() as connection:
+                    row = await key_sql.insert_key(connection, tenant_id, issued.row)
+            except asyncpg.ForeignKeyViolationError as exc:  # deleted meanwhile
+                raise NotFoundError("tenant") from exc
         return _new_key(row, issued)
 
     async def list_keys(self, tenant_id: UUID) -> list[Key]:

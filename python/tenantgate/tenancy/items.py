@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 
 import msgspec
 
+from tenantgate.db.translate import translate_driver_errors
 from tenantgate.errors import NotFoundError
 from tenantgate.tenancy.cursor import decode_cursor, encode_cursor
 from tenantgate.tenancy.schemas import Item, ItemPage, validate_item_data
@@ -36,55 +37,60 @@ def _encode(data: dict[str, Any]) -> str:
 
 
 async def create_item(connection: Connection, data: dict[str, Any]) -> Item:
-    row = await connection.fetchrow(
-        f"INSERT INTO items (id, data) VALUES ($1, $2::jsonb) RETURNING {_COLUMNS}",
-        uuid4(),
-        _encode(data),
-    )
+    with translate_driver_errors():
+        row = await connection.fetchrow(
+            f"INSERT INTO items (id, data) VALUES ($1, $2::jsonb) RETURNING {_COLUMNS}",
+            uuid4(),
+            _encode(data),
+        )
     assert row is not None
     return _item(row)
 
 
 async def get_item(connection: Connection, item_id: UUID) -> Item:
-    row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM items WHERE id = $1", item_id)
+    with translate_driver_errors():
+        row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM items WHERE id = $1", item_id)
     if row is None:
         raise NotFoundError("item")
     return _item(row)
 
 
 async def replace_item(connection: Connection, item_id: UUID, data: dict[str, Any]) -> Item:
-    row = await connection.fetchrow(
-        f"""
+    with translate_driver_errors():
+        row = await connection.fetchrow(
+            f"""
         UPDATE items SET data = $2::jsonb, updated_at = clock_timestamp()
          WHERE id = $1 RETURNING {_COLUMNS}
         """,
-        item_id,
-        _encode(data),
-    )
+            item_id,
+            _encode(data),
+        )
     if row is None:
         raise NotFoundError("item")
     return _item(row)
 
 
 async def delete_item(connection: Connection, item_id: UUID) -> None:
-    result = await connection.execute("DELETE FROM items WHERE id = $1", item_id)
+    with translate_driver_errors():
+        result = await connection.execute("DELETE FROM items WHERE id = $1", item_id)
     if result == "DELETE 0":
         raise NotFoundError("item")
 
 
 async def list_items(connection: Connection, limit: int, cursor: str | None) -> ItemPage:
     after = decode_cursor(cursor) if cursor else None
-    rows = await connection.fetch(
-        f"""
+    with translate_driver_errors():
+        rows = await connection.fetch(
+            f"""
         SELECT {_COLUMNS} FROM items
          WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
          ORDER BY created_at, id
          LIMIT $3
         """,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
-    )
+            after[0] if after else None,
+            after[1] if after else None,
+            limit + 1,
+        )
     page = [_item(row) for row in rows[:limit]]
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return ItemPage(items=page, next_cursor=next_cursor)

@@ -63,15 +63,14 @@ def normalise_domain(value: str) -> str:
 
 def validate_item_data(data: dict[str, Any]) -> None:
     """Refuse JSON nested deeper than MAX_ITEM_DEPTH (checked without recursion)."""
+    # Depth counts containers (objects and arrays) only: `data` itself is level 1.
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if depth > MAX_ITEM_DEPTH:
             raise InvalidInputError(f"data is nested deeper than {MAX_ITEM_DEPTH} levels")
-        if isinstance(value, dict):
-            stack.extend((child, depth + 1) for child in value.values())
-        elif isinstance(value, list):
-            stack.extend((child, depth + 1) for child in value)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 class Tenant(msgspec.Struct, frozen=True):

@@ -8,6 +8,7 @@ problem+json responses.
     ├── SettingsError                        a missing or malformed TENANTGATE_* setting
     ├── EmbeddedServerError                  an embedded server failed to start or answer
     ├── ServiceUnavailableError              a backing service (PostgreSQL, Redis, S3) is down
+    ├── TenantGoneError                      the caller's tenant was deleted a moment ago
     ├── NotFoundError                        no such resource, or it belongs to another tenant
     ├── ConflictError                        the change clashes with existing state (a taken domain)
     └── InvalidInputError                    the request is well-formed but its values are not valid
@@ -23,6 +24,7 @@ __all__ = [
     "NotFoundError",
     "ServiceUnavailableError",
     "SettingsError",
+    "TenantGoneError",
     "TenantgateError",
 ]
 
@@ -74,3 +76,10 @@ class ConflictError(TenantgateError):
 
 class InvalidInputError(TenantgateError):
     """Well-formed input whose values are not acceptable; the message is the client's detail."""
+
+
+class TenantGoneError(TenantgateError):
+    """The caller's tenant was deleted after its key was cached (by another instance, say).
+
+    Answered like any other failed authentication.
+    """

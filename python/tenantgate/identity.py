@@ -44,21 +44,21 @@ __all__ = [
 ]
 
 FORBIDDEN_BODY = b'{"type":"about:blank","title":"Forbidden","status":403}'
-_FORBIDDEN_START = {
-    "type": "http.response.start",
-    "status": 403,
-    "headers": [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(FORBIDDEN_BODY)).encode()),
-    ],
-}
-_FORBIDDEN_BODY = {"type": "http.response.body", "body": FORBIDDEN_BODY, "more_body": False}
+_FORBIDDEN_HEADERS = (
+    (b"content-type", b"application/problem+json"),
+    (b"content-length", str(len(FORBIDDEN_BODY)).encode()),
+)
 
 
 async def send_forbidden(send: Send) -> None:
-    """The one refusal: identical bytes and headers whatever the reason."""
-    await send(_FORBIDDEN_START)  # type: ignore[arg-type]
-    await send(_FORBIDDEN_BODY)  # type: ignore[arg-type]
+    """The one refusal: identical bytes and headers whatever the reason.
+
+    Each call sends new message objects: whatever wraps ``send`` may change a message in place
+    (the ``X-Request-ID`` hook appends to its header list), so a message shared between
+    requests would carry every earlier request's additions into the next response.
+    """
+    await send({"type": "http.response.start", "status": 403, "headers": list(_FORBIDDEN_HEADERS)})
+    await send({"type": "http.response.body", "body": FORBIDDEN_BODY, "more_body": False})
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import asyncpg
+
 from tenantgate.db.translate import translate_driver_errors
+from tenantgate.errors import TenantGoneError
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from tenantgate.db.types import Connection
     from tenantgate.naming import TenantNames
 
@@ -36,7 +37,11 @@ async def tenant_transaction(pool: asyncpg.Pool, names: TenantNames) -> AsyncIte
             # Inside the try: when the scope statements fail (the tenant's role is gone,
             # say), BEGIN has already opened the transaction and it must be rolled back.
             with translate_driver_errors():
-                await connection.execute("BEGIN; " + names.scope_sql)
+                try:
+                    await connection.execute("BEGIN; " + names.scope_sql)
+                except asyncpg.InvalidParameterValueError as exc:
+                    # `SET LOCAL ROLE` of a role that no longer exists: the tenant was deleted.
+                    raise TenantGoneError(str(names.tenant_id)) from exc
             yield connection
         except BaseException:
             if not connection.is_closed() and connection.is_in_transaction():

@@ -27,6 +27,7 @@ from tenantgate.errors import (
     InvalidInputError,
     NotFoundError,
     ServiceUnavailableError,
+    TenantGoneError,
 )
 from tenantgate.http.request_id import request_id_of
 
@@ -126,6 +127,13 @@ def handle_conflict(
     return problem_response(HTTPStatus.CONFLICT, str(exc))
 
 
+def handle_tenant_gone(
+    request: Request[Any, Any, Any], exc: TenantGoneError
+) -> Response[dict[str, Any]]:
+    """The caller's tenant was deleted meanwhile: the same ``403`` as any refused key."""
+    return problem_response(HTTPStatus.FORBIDDEN)
+
+
 def handle_invalid_input(
     request: Request[Any, Any, Any], exc: InvalidInputError
 ) -> Response[dict[str, Any]]:
@@ -170,6 +178,7 @@ DEFAULT_EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     NotFoundError: handle_not_found,
     ConflictError: handle_conflict,
     InvalidInputError: handle_invalid_input,
+    TenantGoneError: handle_tenant_gone,
     ServiceUnavailableError: handle_service_unavailable,
     UnicodeDecodeError: handle_undecodable_body,
     RecursionError: handle_undecodable_body,

@@ -73,8 +73,5 @@ async def attach_request_id(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start":
         return
     header = (_HEADER_NAME, request_id_of(scope).encode("ascii"))
-    headers = message.get("headers")
-    if isinstance(headers, list):
-        headers.append(header)
-    else:
-        message["headers"] = [*(headers or ()), header]
+    # A new list, never an append: a sender may reuse one message for every response.
+    message["headers"] = [*message.get("headers", ()), header]

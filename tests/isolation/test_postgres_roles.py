@@ -1,0 +1,105 @@
+"""PostgreSQL itself keeps tenants apart: a tenant's role cannot read another tenant's schema,
+and the service's login role, outside any tenant transaction, reads no tenant's data at all.
+
+These queries go around the service's code on purpose, as a buggy query would.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from tenantgate.naming import TenantNames, quote_ident
+
+pytestmark = [pytest.mark.servers, pytest.mark.anyio]
+
+
+@pytest.fixture
+def two_tenants(service, make_tenant):
+    """Tenants A and B, each with one item, as their TenantNames."""
+    names = []
+    for _ in range(2):
+        tenant = make_tenant()
+        created = service.post("/v1/items", json={"data": {}}, headers=tenant.headers)
+        assert created.status_code == 201
+        names.append(TenantNames.of(UUID(tenant.id)))
+    return names
+
+
+async def _as(connection, role, sql):
+    """Run ``sql`` in a transaction acting as ``role`` (None: the login role itself)."""
+    async with connection.transaction():
+        if role is not None:
+            await connection.execute(f"SET LOCAL ROLE {quote_ident(role)}")
+        return await connection.fetch(sql)
+
+
+async def test_a_tenant_role_cannot_read_another_tenants_schema(service_settings, two_tenants):
+    a, b = two_tenants
+    connection = await asyncpg.connect(service_settings.database.url)
+    try:
+        own = await _as(connection, a.role, f"SELECT * FROM {quote_ident(a.schema)}.items")
+        assert len(own) == 1
+        for sql in (
+            f"SELECT * FROM {quote_ident(b.schema)}.items",
+            f"DELETE FROM {quote_ident(b.schema)}.items",
+            f"INSERT INTO {quote_ident(b.schema)}.items (id, data) "
+            "VALUES (gen_random_uuid(), '{}')",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await _as(connection, a.role, sql)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await _as(connection, a.role, f"CREATE TABLE {quote_ident(b.schema)}.planted (x int)")
+    finally:
+        await connection.close()
+
+
+async def test_a_tenant_role_cannot_read_the_shared_key_and_tenant_tables(
+    service_settings, two_tenants
+):
+    a, _ = two_tenants
+    connection = await asyncpg.connect(service_settings.database.url)
+    try:
+        for table in ("api_keys", "tenants"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await _as(connection, a.role, f"SELECT * FROM public.{table}")
+    finally:
+        await connection.close()
+
+
+async def test_without_a_tenant_context_queries_fail_closed(service_settings, two_tenants):
+    a, _ = two_tenants
+    connection = await asyncpg.connect(service_settings.database.url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await _as(connection, None, f"SELECT * FROM {quote_ident(a.schema)}.items")
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await _as(connection, None, "SELECT * FROM items")
+    finally:
+        await connection.close()
+
+
+async def test_no_shared_table_is_named_like_a_tenant_table(service_settings, two_tenants):
+    """An unqualified tenant query that somehow missed its search_path finds nothing to read."""
+    a, _ = two_tenants
+    connection = await asyncpg.connect(service_settings.database.url)
+    try:
+        tenant_tables = {
+            row["tablename"]
+            for row in await connection.fetch(
+                "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = $1", a.schema
+            )
+        }
+        search_path_tables = {
+            row["tablename"]
+            for row in await connection.fetch(
+                "SELECT tablename FROM pg_catalog.pg_tables "
+                "WHERE schemaname = ANY (current_schemas(true))"
+            )
+        }
+    finally:
+        await connection.close()
+    assert "items" in tenant_tables
+    assert not tenant_tables & search_path_tables

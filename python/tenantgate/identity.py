@@ -26,8 +26,9 @@ from litestar.middleware import ASGIMiddleware
 from tenantgate.db.translate import translate_driver_errors
 from tenantgate.errors import ServiceUnavailableError
 from tenantgate.keys import Miss, Verifier
-from tenantgate.limits import Quota
+from tenantgate.limits import Decision, Limiter, Quota
 from tenantgate.naming import TenantNames
+from tenantgate.ratelimit import rate_limit_headers, send_too_many_requests, with_rate_limit_headers
 
 if TYPE_CHECKING:
     import asyncpg
@@ -96,8 +97,10 @@ WITH used AS (
     RETURNING id, tenant_id, status, expires_at
 )
 SELECT used.id AS key_id, used.tenant_id, used.status AS key_status, used.expires_at,
-       t.name, t.status AS tenant_status, t.plan, t.tier
-  FROM used JOIN tenants t ON t.id = used.tenant_id
+       t.name, t.status AS tenant_status, t.plan, t.tier, p.rate_per_second, p.burst
+  FROM used
+  JOIN tenants t ON t.id = used.tenant_id
+  JOIN plans p ON p.name = t.plan
 """
 
 
@@ -109,8 +112,9 @@ class Directory:
     verifier for `ttl_seconds` (1 s by default) for the same reason.
     """
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: Verifier, limiter: Limiter) -> None:
         self.verifier = verifier
+        self.limiter = limiter
         self._quotas: dict[str, Quota] = {}
         self._domains: dict[str, UUID] = {}
         self._lookups: dict[bytes, asyncio.Future[None]] = {}
@@ -119,19 +123,15 @@ class Directory:
     def attach(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    def quota(self, plan: str) -> Quota:
-        quota = self._quotas.get(plan)
-        if quota is None:
-            # A plan not loaded yet: a tight placeholder until the next refresh corrects it.
-            quota = self._quotas[plan] = Quota(1.0, 1)
-        return quota
-
-    def set_plan(self, name: str, rate_per_second: float, burst: int) -> None:
+    def set_plan(self, name: str, rate_per_second: float, burst: int) -> Quota:
+        """The plan's one shared Quota, created or updated in place (so every bucket on the
+        plan sees a change on its next request)."""
         quota = self._quotas.get(name)
         if quota is None:
-            self._quotas[name] = Quota(rate_per_second, burst)
+            quota = self._quotas[name] = Quota(rate_per_second, burst)
         elif (quota.rate_per_second, quota.burst) != (rate_per_second, burst):
             quota.update(rate_per_second, burst)
+        return quota
 
     def bind_domain(self, domain: str, tenant_id: UUID) -> None:
         self._domains[domain] = tenant_id
@@ -208,7 +208,7 @@ class Directory:
             plan=row["plan"],
             tier=row["tier"],
             names=TenantNames.of(tenant_id),
-            quota=self.quota(row["plan"]),
+            quota=self.set_plan(row["plan"], row["rate_per_second"], row["burst"]),
             limiter_id=str(tenant_id),
         )
         expires_at = row["expires_at"]
@@ -219,6 +219,8 @@ class Directory:
             expires_at=expires_at.timestamp() if expires_at is not None else None,
             usable=row["key_status"] == "active" and row["tenant_status"] == "active",
             payload=identity,
+            quota=identity.quota,
+            bucket=identity.limiter_id,
         )
 
     def _require_pool(self) -> asyncpg.Pool:
@@ -247,17 +249,23 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
                 authorization = value
             elif name == b"host":
                 host = value
-        verifier = self._directory.verifier
-        identity = verifier.verify(authorization, host)
-        if type(identity) is Miss:
-            await self._directory.resolve(identity)
-            identity = verifier.verify(authorization, host)
-        if not isinstance(identity, TenantIdentity):
+        verifier, limiter = self._directory.verifier, self._directory.limiter
+        # One native call identifies the key and takes a token from its tenant's bucket.
+        decision = verifier.verify_and_acquire(authorization, host, limiter)
+        if type(decision) is Miss:
+            await self._directory.resolve(decision)
+            decision = verifier.verify_and_acquire(authorization, host, limiter)
+        if type(decision) is not Decision:
             await send_forbidden(send)
+            return
+        identity: TenantIdentity = decision.payload  # type: ignore[assignment]
+        headers = rate_limit_headers(decision, identity.plan, identity.quota.rate_per_second)
+        if not decision.allowed:
+            await send_too_many_requests(send, decision, headers)
             return
         scope["state"]["tenant"] = identity
         token = current_tenant.set(identity)
         try:
-            await next_app(scope, receive, send)
+            await next_app(scope, receive, with_rate_limit_headers(send, headers))
         finally:
             current_tenant.reset(token)

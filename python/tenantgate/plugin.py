@@ -37,6 +37,7 @@ from tenantgate.http.problems import DEFAULT_EXCEPTION_HANDLERS
 from tenantgate.http.request_id import RequestIdMiddleware, attach_request_id
 from tenantgate.identity import Directory, TenantIdentificationMiddleware, TenantIdentity
 from tenantgate.keys import KeyHasher, Verifier
+from tenantgate.limits import Limiter
 from tenantgate.resources import Resources, open_resources
 from tenantgate.settings import Settings
 from tenantgate.tenancy.admin import AdminService
@@ -108,7 +109,7 @@ class TenantGatePlugin(InitPluginProtocol):
         self.metrics = ServiceMetrics()
         """This application's metrics registry and collectors."""
         pepper = settings.security.key_pepper
-        self.directory = Directory(Verifier(pepper, ttl_seconds=KEY_CACHE_TTL_SECONDS))
+        self.directory = Directory(Verifier(pepper, ttl_seconds=KEY_CACHE_TTL_SECONDS), Limiter())
         """What this instance knows of keys, plans and custom domains."""
         self.issuer = KeyIssuer(KeyHasher(pepper))
         """Makes new API keys."""

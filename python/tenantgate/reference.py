@@ -651,6 +651,9 @@ class Limiter:
                     self._evict(now)
                 tats[id] = tat = 0
             used = tat - now if tat > now else 0
+            if used > tau:  # the quota shrank since: the bucket is empty, no emptier
+                used = tau
+                tats[id] = now + tau
             increment = interval * cost
             after = used + increment
             if after <= tau and cost <= burst:

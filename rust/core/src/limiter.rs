@@ -4,7 +4,8 @@
 //! nanoseconds, updated by compare-and-swap; there is no background refill thread. With
 //! emission interval `T = ceil(1e9 / rate)` ns and tolerance `tau = T × burst`, a request of
 //! `cost` is allowed when `max(TAT, now) + T × cost - now <= tau`, and then sets
-//! `TAT = max(TAT, now) + T × cost`. A bucket with `TAT <= now` is full, so dropping it loses
+//! `TAT = max(TAT, now) + T × cost` (after a quota change, `max(TAT, now) - now` is first
+//! capped at the new `tau`). A bucket with `TAT <= now` is full, so dropping it loses
 //! nothing: idle buckets are what eviction removes first.
 //!
 //! Buckets are keyed by a 128-bit keyed fingerprint (two independently seeded `ahash`es) of
@@ -190,8 +191,14 @@ fn gcra(tat: u64, now: u64, q: &QuotaValue, cost: u64) -> (Decision, Option<u64>
     let tau = q.tau_ns();
     let t = q.interval_ns;
     let base = tat.max(now);
-    // base - now <= tau for any TAT this module wrote, but be defensive (quota shrank).
-    let used = base - now;
+    // Under one quota, base - now <= tau always. After a quota change (a plan change) the
+    // debt is capped at the new tolerance: the bucket is empty under the new quota, no
+    // emptier, so the change applies at once instead of after the old debt has drained.
+    let debt = base - now;
+    let used = debt.min(tau);
+    // When the cap applied, the capped TAT is written back even if the request is refused;
+    // otherwise the next call would find the old debt again.
+    let capped_tat = (debt > tau).then(|| now.saturating_add(tau).min(EVICTED - 1));
     let tokens = |used: u64| -> u32 {
         u32::try_from(tau.saturating_sub(used) / t)
             .unwrap_or(u32::MAX)
@@ -211,7 +218,7 @@ fn gcra(tat: u64, now: u64, q: &QuotaValue, cost: u64) -> (Decision, Option<u64>
             reset_after: secs(used),
             retry_after: f64::INFINITY,
         };
-        return (d, None);
+        return (d, capped_tat);
     }
     // used <= MAX_WINDOW_NS + slack and increment <= tau <= 2^62: no overflow in u64.
     let after = used.saturating_add(increment);
@@ -223,7 +230,7 @@ fn gcra(tat: u64, now: u64, q: &QuotaValue, cost: u64) -> (Decision, Option<u64>
             reset_after: secs(used),
             retry_after: secs(after - tau),
         };
-        (d, None)
+        (d, capped_tat)
     } else {
         let d = Decision {
             allowed: true,
@@ -233,7 +240,7 @@ fn gcra(tat: u64, now: u64, q: &QuotaValue, cost: u64) -> (Decision, Option<u64>
             retry_after: 0.0,
         };
         let new_tat = now.saturating_add(after).min(EVICTED - 1);
-        (d, (cost > 0).then_some(new_tat))
+        (d, (cost > 0).then_some(new_tat).or(capped_tat))
     }
 }
 
@@ -628,6 +635,24 @@ mod tests {
         assert!(limiter.try_acquire("t1", &plan, 2).allowed);
         assert!(limiter.try_acquire("t2", &plan, 2).allowed);
         assert_eq!(limiter.try_acquire("t2", &plan, 1).limit, 3);
+    }
+
+    #[test]
+    fn a_faster_quota_is_not_held_back_by_the_old_quotas_debt() {
+        let (clock, limiter) = setup(100);
+        let plan = Quota::new(0.1, 3).unwrap();
+        for _ in 0..3 {
+            assert!(limiter.try_acquire("t", &plan, 1).allowed);
+        }
+        assert!(!limiter.try_acquire("t", &plan, 1).allowed);
+        // The old quota left 30 s of debt; the new one tolerates 2 s: the bucket is empty
+        // under the new quota and refills at its rate.
+        plan.update(1000.0, 2000).unwrap();
+        let refused = limiter.try_acquire("t", &plan, 1);
+        assert!(!refused.allowed);
+        assert!(refused.retry_after <= 0.001 + 1e-9);
+        clock.advance(0.002).unwrap();
+        assert!(limiter.try_acquire("t", &plan, 1).allowed);
     }
 
     #[test]

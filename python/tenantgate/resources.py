@@ -5,15 +5,12 @@ and the S3 client, and the only code that closes them; the plugin's lifespan ent
 per application. None of them connects while being created, so the service starts while a
 backing service is down and recovers by itself when it comes back (``/readyz`` tells which
 one is missing meanwhile).
-
-:func:`unavailable_when_unreachable` turns the drivers' "cannot reach the server" errors into
-:class:`~tenantgate.errors.ServiceUnavailableError`, which the web layer answers with 503.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
 import anyio.to_thread
@@ -24,33 +21,18 @@ import botocore.exceptions
 import redis.asyncio
 import redis.exceptions
 
-from tenantgate.errors import ServiceUnavailableError
-
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from tenantgate.settings import Settings
 
-__all__ = ["Resources", "open_resources", "unavailable_when_unreachable"]
+__all__ = ["Resources", "open_resources"]
 
 CONNECT_TIMEOUT_SECONDS: Final = 2.0
 """How long opening a connection to any backing service may take."""
 
 S3_READ_TIMEOUT_SECONDS: Final = 10.0
 """How long one S3 response may take to start arriving."""
-
-_UNREACHABLE_ERRORS: Final = (
-    OSError,  # refused, reset, unreachable; includes TimeoutError
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.ConnectionClosedError,
-    botocore.exceptions.ConnectTimeoutError,
-    botocore.exceptions.ReadTimeoutError,
-)
 
 
 class Resources:
@@ -120,15 +102,3 @@ def _create_s3_client(settings: Settings) -> S3Client:
         region_name=s3.region,
         config=config,
     )
-
-
-@contextmanager
-def unavailable_when_unreachable(service: str) -> Iterator[None]:
-    """Re-raise a driver's connection failure as :class:`ServiceUnavailableError`.
-
-    ``service`` names the backing service (``"postgres"``, ``"redis"`` or ``"s3"``).
-    """
-    try:
-        yield
-    except _UNREACHABLE_ERRORS as exc:
-        raise ServiceUnavailableError(service) from exc

@@ -34,7 +34,7 @@ def translate_driver_errors() -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
-        raise ServiceUnavailableError("postgresql") from exc
+        raise ServiceUnavailableError("postgres") from exc
     except _UNSTORABLE_TEXT as exc:
         raise InvalidInputError(
             "text contains a character PostgreSQL cannot store (such as \\u0000)"

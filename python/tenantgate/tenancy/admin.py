@@ -19,7 +19,7 @@ from tenantgate.db import keys as key_sql
 from tenantgate.db.provisioning import NewTenant, create_tenant, delete_tenant
 from tenantgate.db.translate import translate_driver_errors
 from tenantgate.errors import ConflictError, InvalidInputError, NotFoundError
-from tenantgate.tenancy.cursor import decode_cursor, encode_cursor
+from tenantgate.tenancy.cursor import KEYSET_PAGE_SQL, page_parameters, split_page
 from tenantgate.tenancy.schemas import (
     CreateKey,
     CreateTenant,
@@ -107,22 +107,13 @@ class AdminService:
         return TenantCreated(tenant=tenant, api_key=_new_key(key_row, issued))
 
     async def list_tenants(self, limit: int, cursor: str | None) -> TenantPage:
-        after = decode_cursor(cursor) if cursor else None
+        parameters = page_parameters(cursor, limit)
         with translate_driver_errors():
             rows = await self._pool.fetch(
-                f"""
-                SELECT {_TENANT_COLUMNS} FROM tenants
-                 WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
-                 ORDER BY created_at, id
-                 LIMIT $3
-                """,
-                after[0] if after else None,
-                after[1] if after else None,
-                limit + 1,
+                f"SELECT {_TENANT_COLUMNS} FROM tenants {KEYSET_PAGE_SQL}", *parameters
             )
-        page = [_tenant(row) for row in rows[:limit]]
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-        return TenantPage(tenants=page, next_cursor=next_cursor)
+        tenants, next_cursor = split_page(rows, limit, _tenant)
+        return TenantPage(tenants=tenants, next_cursor=next_cursor)
 
     async def get_tenant(self, tenant_id: UUID) -> Tenant:
         with translate_driver_errors():

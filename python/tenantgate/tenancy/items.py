@@ -13,7 +13,7 @@ import msgspec
 
 from tenantgate.db.translate import translate_driver_errors
 from tenantgate.errors import NotFoundError
-from tenantgate.tenancy.cursor import decode_cursor, encode_cursor
+from tenantgate.tenancy.cursor import KEYSET_PAGE_SQL, page_parameters, split_page
 from tenantgate.tenancy.schemas import Item, ItemPage, validate_item_data
 
 if TYPE_CHECKING:
@@ -78,19 +78,10 @@ async def delete_item(connection: Connection, item_id: UUID) -> None:
 
 
 async def list_items(connection: Connection, limit: int, cursor: str | None) -> ItemPage:
-    after = decode_cursor(cursor) if cursor else None
+    parameters = page_parameters(cursor, limit)
     with translate_driver_errors():
         rows = await connection.fetch(
-            f"""
-        SELECT {_COLUMNS} FROM items
-         WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
-         ORDER BY created_at, id
-         LIMIT $3
-        """,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit + 1,
+            f"SELECT {_COLUMNS} FROM items {KEYSET_PAGE_SQL}", *parameters
         )
-    page = [_item(row) for row in rows[:limit]]
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    page, next_cursor = split_page(rows, limit, _item)
     return ItemPage(items=page, next_cursor=next_cursor)

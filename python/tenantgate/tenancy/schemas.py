@@ -95,16 +95,9 @@ class Key(msgspec.Struct, frozen=True):
     last_used_at: datetime | None
 
 
-class NewKey(msgspec.Struct, frozen=True):
-    id: UUID
-    tenant_id: UUID
-    name: str | None
-    prefix: str
-    hsm: bool
-    status: str
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
+class NewKey(Key, frozen=True):
+    """A key as created: with its secret, shown this once."""
+
     key: str
 
 

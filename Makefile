@@ -56,6 +56,10 @@ bench: build ## Benchmarks: native vs pure-Python reference; writes bench-result
 	$(BIN)/python benches/report.py
 	cargo bench -p tenantgate-core --quiet -- --quick
 
+.PHONY: bench-e2e
+bench-e2e: build ## End-to-end load with wrk on `tenantgate dev` (needs Debian's wrk)
+	$(BIN)/python benches/e2e.py
+
 .PHONY: clean
 clean: ## Remove build products, the virtualenv and the dev data folder
 	rm -rf target $(VENV) .tenantgate bench-results.json bench-memory.json python/tenantgate/_native*.so

@@ -11,9 +11,12 @@
 //! * Entries are indexed by the first 8 bytes of the digest (already uniformly random, so an
 //!   identity hasher), in a shard chosen by bytes 8..16; a hit compares all 32 bytes in
 //!   constant time. A different digest with the same index replaces the older entry.
-//! * Key and tenant ids are stored as 128-bit keyed fingerprints, not strings; per-shard
-//!   secondary indices (key → entry, (tenant, entry) set) make invalidation proportional to
-//!   the shard count plus the entries removed, not the table size.
+//! * Entries live in a per-shard slab; the tables hold 4-byte slot numbers (by index, by
+//!   key), and each tenant's records are chained through their slots (about 164 B per
+//!   record all-in, with the binding's payload).
+//! * Key and tenant ids are stored as 128-bit keyed fingerprints, not strings; the per-shard
+//!   key table and tenant lists make invalidation proportional to the shard count plus the
+//!   entries removed, not the table size.
 //! * Each shard holds at most its share of the capacity. When a new entry would exceed it,
 //!   the shard drops entries whose TTL has passed, then the oldest (by TTL deadline, so
 //!   refusals with their shorter TTL go first) down to 7/8 of its share, so the work is
@@ -21,11 +24,13 @@
 //! * Verification takes one shard read lock (plus the domain map's read lock when a host is
 //!   given and any domain is bound, never both at once).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use parking_lot::RwLock;
 use subtle::ConstantTimeEq;
 
@@ -93,79 +98,219 @@ impl Default for VerifierConfig {
     }
 }
 
+/// No slot: the end of a tenant's list.
+const NIL: u32 = u32::MAX;
+
 struct Entry<P> {
     digest: Digest,
-    /// Monotonic ns after which the entry is stale.
-    deadline_ns: u64,
-    /// Unix seconds after which the key is refused; infinity for never.
+    /// Monotonic ns after which the entry is stale. Never 0 (the TTLs are at least 1 ns), so
+    /// an empty slot (`Option<Entry>`) costs no tag.
+    deadline_ns: NonZeroU64,
+    /// Unix seconds after which the key is refused: infinity for never, -infinity for a key
+    /// that is not usable (one field less than a separate flag).
     expires_at: f64,
     key: Fp,
     tenant: Fp,
-    usable: bool,
+    /// The neighbouring slots in the tenant's list (records only), or [`NIL`].
+    prev: u32,
+    next: u32,
     /// `None` for a cached refusal.
     payload: Option<P>,
 }
 
+/// The deadline `ttl_ns` (at least 1) after `now`.
+#[inline]
+fn deadline(now: u64, ttl_ns: u64) -> NonZeroU64 {
+    NonZeroU64::new(now.saturating_add(ttl_ns)).unwrap_or(NonZeroU64::MAX)
+}
+
+/// The entry index of a digest: its first 8 bytes (uniformly random).
+#[inline]
+fn index_of(digest: &Digest) -> u64 {
+    let mut lo = [0u8; 8];
+    lo.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(lo)
+}
+
+/// One shard's entries: a slab of slots, with tables of 4-byte slot numbers over it (by
+/// digest index, by key), and each tenant's records chained through their slots. Per entry,
+/// that is the entry plus about 12 bytes, where maps of 64-bit indices and a B-tree of
+/// (tenant, index) pairs cost about 100.
 struct Shard<P> {
-    map: HashMap<u64, Entry<P>, IdentityBuild>,
-    by_key: HashMap<Fp, u64, IdentityBuild>,
-    by_tenant: BTreeSet<(Fp, u64)>,
+    slots: Vec<Option<Entry<P>>>,
+    /// Empty slots, for reuse.
+    free: Vec<u32>,
+    /// Slots by digest index (hashed by the index itself).
+    by_index: HashTable<u32>,
+    /// Record slots by key fingerprint: one per key id.
+    by_key: HashTable<u32>,
+    /// The first slot of each tenant's list.
+    tenants: HashMap<Fp, u32, IdentityBuild>,
 }
 
 impl<P> Default for Shard<P> {
     fn default() -> Self {
         Self {
-            map: HashMap::default(),
-            by_key: HashMap::default(),
-            by_tenant: BTreeSet::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_index: HashTable::new(),
+            by_key: HashTable::new(),
+            tenants: HashMap::default(),
         }
     }
 }
 
+/// The entry in `slot` (always occupied when reached through a table).
+#[inline]
+fn occupied<P>(slots: &[Option<Entry<P>>], slot: u32) -> Option<&Entry<P>> {
+    slots.get(slot as usize).and_then(Option::as_ref)
+}
+
 impl<P> Shard<P> {
+    fn len(&self) -> usize {
+        self.by_index.len()
+    }
+
+    #[inline]
+    fn get(&self, index: u64) -> Option<&Entry<P>> {
+        let slots = &self.slots;
+        let &slot = self.by_index.find(index, |&s| {
+            occupied(slots, s).is_some_and(|e| index_of(&e.digest) == index)
+        })?;
+        occupied(slots, slot)
+    }
+
+    /// The slot of `key`'s record, if any.
+    fn slot_of_key(&self, key: Fp) -> Option<u32> {
+        let slots = &self.slots;
+        self.by_key
+            .find(key.0, |&s| occupied(slots, s).is_some_and(|e| e.key == key))
+            .copied()
+    }
+
     fn remove(&mut self, index: u64) -> Option<Entry<P>> {
-        let entry = self.map.remove(&index)?;
+        let slots = &self.slots;
+        let slot = *self.by_index.find(index, |&s| {
+            occupied(slots, s).is_some_and(|e| index_of(&e.digest) == index)
+        })?;
+        self.remove_slot(slot)
+    }
+
+    fn remove_slot(&mut self, slot: u32) -> Option<Entry<P>> {
+        let entry = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        if let Ok(found) = self
+            .by_index
+            .find_entry(index_of(&entry.digest), |&s| s == slot)
+        {
+            found.remove();
+        }
         if entry.payload.is_some() {
-            if self.by_key.get(&entry.key) == Some(&index) {
-                self.by_key.remove(&entry.key);
+            if let Ok(found) = self.by_key.find_entry(entry.key.0, |&s| s == slot) {
+                found.remove();
             }
-            self.by_tenant.remove(&(entry.tenant, index));
+            // Unlink from the tenant's list.
+            match self
+                .slots
+                .get_mut(entry.prev as usize)
+                .and_then(Option::as_mut)
+            {
+                Some(prev) => prev.next = entry.next,
+                None if entry.next == NIL => {
+                    self.tenants.remove(&entry.tenant);
+                }
+                None => {
+                    self.tenants.insert(entry.tenant, entry.next);
+                }
+            }
+            if let Some(next) = self
+                .slots
+                .get_mut(entry.next as usize)
+                .and_then(Option::as_mut)
+            {
+                next.prev = entry.prev;
+            }
         }
         Some(entry)
     }
 
-    fn insert(&mut self, index: u64, entry: Entry<P>, graveyard: &mut Vec<Entry<P>>) {
-        if entry.payload.is_some() {
+    /// Inserts `entry`; the caller has removed any entry with the same index.
+    fn insert(&mut self, mut entry: Entry<P>, graveyard: &mut Vec<Entry<P>>) {
+        let record = entry.payload.is_some();
+        if record {
             // One cached entry per key id per shard, so the key index stays exact.
-            if let Some(old) = self.by_key.insert(entry.key, index) {
-                if old != index {
-                    graveyard.extend(self.remove(old));
-                    self.by_key.insert(entry.key, index);
+            if let Some(old) = self.slot_of_key(entry.key) {
+                graveyard.extend(self.remove_slot(old));
+            }
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            // A shard holds far fewer than 2^32 - 1 entries.
+            #[allow(clippy::cast_possible_truncation)]
+            let s = (self.slots.len() - 1) as u32;
+            s
+        });
+        let index = index_of(&entry.digest);
+        let key = entry.key.0;
+        entry.prev = NIL;
+        entry.next = NIL;
+        if record {
+            // Push onto the front of the tenant's list.
+            if let Some(head) = self.tenants.insert(entry.tenant, slot) {
+                entry.next = head;
+                if let Some(h) = self.slots.get_mut(head as usize).and_then(Option::as_mut) {
+                    h.prev = slot;
                 }
             }
-            self.by_tenant.insert((entry.tenant, index));
         }
-        self.map.insert(index, entry);
+        self.slots[slot as usize] = Some(entry);
+        let slots = &self.slots;
+        self.by_index.insert_unique(index, slot, |&s| {
+            occupied(slots, s).map_or(0, |e| index_of(&e.digest))
+        });
+        if record {
+            self.by_key
+                .insert_unique(key, slot, |&s| occupied(slots, s).map_or(0, |e| e.key.0));
+        }
+    }
+
+    /// The slots of `tenant`'s records.
+    fn tenant_slots(&self, tenant: Fp) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut at = self.tenants.get(&tenant).copied().unwrap_or(NIL);
+        while let Some(e) = occupied(&self.slots, at) {
+            out.push(at);
+            at = e.next;
+        }
+        out
     }
 
     /// Drops stale entries, then the oldest, down to `keep`.
     fn evict(&mut self, now: u64, keep: usize, graveyard: &mut Vec<Entry<P>>) {
-        let stale: Vec<u64> = self
-            .map
-            .iter()
-            .filter(|(_, e)| e.deadline_ns <= now)
-            .map(|(&i, _)| i)
+        let live = || {
+            self.slots
+                .iter()
+                .zip(0u32..)
+                .filter_map(|(e, s)| Some((e.as_ref()?, s)))
+        };
+        let stale: Vec<u32> = live()
+            .filter(|(e, _)| e.deadline_ns.get() <= now)
+            .map(|(_, s)| s)
             .collect();
-        for i in stale {
-            graveyard.extend(self.remove(i));
+        for s in stale {
+            graveyard.extend(self.remove_slot(s));
         }
-        if self.map.len() > keep {
-            let mut by_age: Vec<(u64, u64)> =
-                self.map.iter().map(|(&i, e)| (e.deadline_ns, i)).collect();
+        if self.len() > keep {
+            let mut by_age: Vec<(u64, u32)> = self
+                .slots
+                .iter()
+                .zip(0u32..)
+                .filter_map(|(e, s)| Some((e.as_ref()?.deadline_ns.get(), s)))
+                .collect();
             let drop = by_age.len() - keep;
             by_age.select_nth_unstable(drop - 1);
-            for &(_, i) in &by_age[..drop] {
-                graveyard.extend(self.remove(i));
+            for &(_, s) in &by_age[..drop] {
+                graveyard.extend(self.remove_slot(s));
             }
         }
     }
@@ -467,11 +612,9 @@ impl<P> Verifier<P> {
 
     #[inline]
     fn locate(&self, digest: &Digest) -> (u64, &RwLock<Shard<P>>) {
-        let mut lo = [0u8; 8];
         let mut hi = [0u8; 8];
-        lo.copy_from_slice(&digest[..8]);
         hi.copy_from_slice(&digest[8..16]);
-        let index = u64::from_le_bytes(lo);
+        let index = index_of(digest);
         let shard = shard_of(u64::from_le_bytes(hi), self.shards.len());
         (index, &self.shards[shard])
     }
@@ -552,9 +695,8 @@ impl<P> Verifier<P> {
         let now = self.clock.monotonic_ns();
         let shard = shard.read();
         let fresh = shard
-            .map
-            .get(&index)
-            .filter(|e| digests_equal(&e.digest, digest) && e.deadline_ns > now);
+            .get(index)
+            .filter(|e| digests_equal(&e.digest, digest) && e.deadline_ns.get() > now);
         let Some(entry) = fresh else {
             return Verdict::Miss(Miss {
                 digest: *digest,
@@ -564,9 +706,10 @@ impl<P> Verifier<P> {
         let Some(payload) = &entry.payload else {
             return Verdict::Refused;
         };
-        if !entry.usable
-            || bound.is_some_and(|t| t != entry.tenant)
-            || (entry.expires_at.is_finite() && self.clock.unix_seconds() >= entry.expires_at)
+        if bound.is_some_and(|t| t != entry.tenant)
+            || (entry.expires_at != f64::INFINITY
+                && (entry.expires_at == f64::NEG_INFINITY
+                    || self.clock.unix_seconds() >= entry.expires_at))
         {
             return Verdict::Refused;
         }
@@ -588,10 +731,10 @@ impl<P> Verifier<P> {
         {
             let mut shard = shard.write();
             graveyard.extend(shard.remove(index));
-            if shard.map.len() >= self.share {
+            if shard.len() >= self.share {
                 shard.evict(now, keep_after_eviction(self.share), &mut graveyard);
             }
-            shard.insert(index, entry, &mut graveyard);
+            shard.insert(entry, &mut graveyard);
         }
         drop(graveyard);
     }
@@ -610,11 +753,16 @@ impl<P> Verifier<P> {
         };
         let entry = Entry {
             digest: *digest,
-            deadline_ns: self.clock.monotonic_ns().saturating_add(self.ttl_ns),
-            expires_at,
+            deadline_ns: deadline(self.clock.monotonic_ns(), self.ttl_ns),
+            expires_at: if record.usable {
+                expires_at
+            } else {
+                f64::NEG_INFINITY
+            },
             key: self.fingerprint(&record.key_id),
             tenant: self.fingerprint(&record.tenant_id),
-            usable: record.usable,
+            prev: NIL,
+            next: NIL,
             payload: Some(record.payload),
         };
         self.put(digest, entry);
@@ -625,14 +773,12 @@ impl<P> Verifier<P> {
     pub fn insert_refusal(&self, digest: &Digest) {
         let entry = Entry {
             digest: *digest,
-            deadline_ns: self
-                .clock
-                .monotonic_ns()
-                .saturating_add(self.negative_ttl_ns),
-            expires_at: f64::INFINITY,
+            deadline_ns: deadline(self.clock.monotonic_ns(), self.negative_ttl_ns),
+            expires_at: f64::NEG_INFINITY,
             key: Fp(0, 0),
             tenant: Fp(0, 0),
-            usable: false,
+            prev: NIL,
+            next: NIL,
             payload: None,
         };
         self.put(digest, entry);
@@ -643,13 +789,13 @@ impl<P> Verifier<P> {
         let key = self.fingerprint(key_id);
         let mut removed = false;
         for shard in &self.shards {
-            if !shard.read().by_key.contains_key(&key) {
+            if shard.read().slot_of_key(key).is_none() {
                 continue;
             }
             let entry = {
                 let mut shard = shard.write();
-                let index = shard.by_key.get(&key).copied();
-                index.and_then(|i| shard.remove(i))
+                let slot = shard.slot_of_key(key);
+                slot.and_then(|s| shard.remove_slot(s))
             };
             removed |= entry.is_some();
         }
@@ -659,22 +805,17 @@ impl<P> Verifier<P> {
     /// Drops every cached record of `tenant_id`; how many.
     pub fn invalidate_tenant(&self, tenant_id: &str) -> usize {
         let tenant = self.fingerprint(tenant_id);
-        let range = (tenant, 0)..=(tenant, u64::MAX);
         let mut removed = 0;
         for shard in &self.shards {
-            if shard.read().by_tenant.range(range.clone()).next().is_none() {
+            if !shard.read().tenants.contains_key(&tenant) {
                 continue;
             }
             let graveyard: Vec<Entry<P>> = {
                 let mut shard = shard.write();
-                let indices: Vec<u64> = shard
-                    .by_tenant
-                    .range(range.clone())
-                    .map(|&(_, i)| i)
-                    .collect();
-                indices
+                let slots = shard.tenant_slots(tenant);
+                slots
                     .into_iter()
-                    .filter_map(|i| shard.remove(i))
+                    .filter_map(|s| shard.remove_slot(s))
                     .collect()
             };
             removed += graveyard.len();
@@ -724,7 +865,7 @@ impl<P> Verifier<P> {
     /// Entries held: records and refusals, including stale ones not yet evicted.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().map.len()).sum()
+        self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     /// Whether no entry is held.
@@ -804,6 +945,14 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_slot_costs_no_tag() {
+        assert_eq!(
+            std::mem::size_of::<Option<Entry<u32>>>(),
+            std::mem::size_of::<Entry<u32>>()
+        );
+    }
+
+    #[test]
     fn digest_comparison() {
         let a = [5u8; 32];
         assert!(digests_equal(&a, &a));
@@ -872,6 +1021,18 @@ mod tests {
         assert_eq!(v.verify(&header(&expiring), None), Verdict::Hit(2));
         clock.set_unix(1_700_000_010.0).unwrap();
         assert_eq!(v.verify(&header(&expiring), None), Verdict::Refused);
+
+        // Expired since forever (as the reference mirror has it, and the clock is not read).
+        let long_gone = generate_key(Env::Live).unwrap();
+        v.insert(
+            &v.hash(long_gone.as_bytes()),
+            Record {
+                expires_at: Some(f64::NEG_INFINITY),
+                ..record("t", "k-gone", 3)
+            },
+        )
+        .unwrap();
+        assert_eq!(v.verify(&header(&long_gone), None), Verdict::Refused);
 
         let unknown = generate_key(Env::Test).unwrap();
         let d = miss_digest(&v, &unknown);
@@ -1189,6 +1350,51 @@ mod tests {
             v.bind_domain("x", "t").unwrap();
             let r = v.verify(&header, host.as_deref());
             prop_assert!(!matches!(r, Verdict::Hit(_)));
+        }
+
+        #[test]
+        fn slab_and_indices_match_a_model(ops in proptest::collection::vec(
+            (0u8..4, 0u8..12, 0u8..5, 0u8..3), 1..200)) {
+            // One shard (capacity 1000): digest d → (key, tenant) or a refusal (None).
+            let (_c, v) = setup(1000);
+            let mut model = std::collections::BTreeMap::<u8, Option<(u8, u8)>>::new();
+            for (op, d, k, t) in ops {
+                let digest = [d; 32];
+                match op {
+                    0 => {
+                        model.remove(&d);
+                        model.retain(|_, e| e.is_none_or(|(kk, _)| kk != k));
+                        model.insert(d, Some((k, t)));
+                        v.insert(&digest, record(&format!("t{t}"), &format!("k{k}"), u32::from(d))).unwrap();
+                    }
+                    1 => {
+                        model.insert(d, None);
+                        v.insert_refusal(&digest);
+                    }
+                    2 => {
+                        let had = model.values().any(|e| e.is_some_and(|(kk, _)| kk == k));
+                        model.retain(|_, e| e.is_none_or(|(kk, _)| kk != k));
+                        prop_assert_eq!(v.invalidate_key(&format!("k{k}")), had);
+                    }
+                    _ => {
+                        let before = model.len();
+                        model.retain(|_, e| e.is_none_or(|(_, tt)| tt != t));
+                        prop_assert_eq!(v.invalidate_tenant(&format!("t{t}")), before - model.len());
+                    }
+                }
+                prop_assert_eq!(v.len(), model.len());
+                let key = generate_key(Env::Live).unwrap();
+                let p = ParsedKey::parse(key.as_bytes()).unwrap().display_prefix();
+                for dd in 0u8..12 {
+                    let got = v.lookup(&[dd; 32], p, None, |x| *x);
+                    let want = match model.get(&dd) {
+                        None => Verdict::Miss(Miss { digest: [dd; 32], display_prefix: p }),
+                        Some(None) => Verdict::Refused,
+                        Some(Some(_)) => Verdict::Hit(u32::from(dd)),
+                    };
+                    prop_assert_eq!(got, want);
+                }
+            }
         }
 
         #[test]

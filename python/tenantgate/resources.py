@@ -21,6 +21,8 @@ import botocore.exceptions
 import redis.asyncio
 import redis.exceptions
 
+from tenantgate.db.pool import reset_on_release
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -64,6 +66,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         init_size=0,
         max_size=settings.database.pool_max_size,
         timeout=CONNECT_TIMEOUT_SECONDS,
+        reset=reset_on_release,
     )
     try:
         redis_client = redis.asyncio.Redis.from_url(

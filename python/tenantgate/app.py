@@ -12,6 +12,7 @@ from __future__ import annotations
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from tenantgate import __version__
 from tenantgate.plugin import TenantGatePlugin
@@ -39,6 +40,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version=__version__,
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), JsonRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "tenantKey": SecurityScheme(
+                        type="http", scheme="bearer", description="a tenant API key, tg_live_…"
+                    ),
+                    "adminToken": SecurityScheme(
+                        type="http", scheme="bearer", description="TENANTGATE_ADMIN_TOKEN"
+                    ),
+                }
+            ),
         ),
     )
 

@@ -41,6 +41,7 @@ PlanNameParam = Annotated[str, PathParameter(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}
 class AdminController(Controller):
     path = "/admin/v1"
     tags = ["admin"]  # noqa: RUF012 — Litestar reads it as a plain class attribute
+    security = [{"adminToken": []}]  # noqa: RUF012
 
     @post("/tenants", status_code=201)
     async def create_tenant(self, data: JSONBody[CreateTenant], admin: Admin) -> TenantCreated:

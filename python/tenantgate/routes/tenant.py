@@ -30,6 +30,7 @@ PageLimit = Annotated[int, QueryParameter(ge=1, le=100, description="page size, 
 class TenantController(Controller):
     path = "/v1"
     tags = ["tenant"]  # noqa: RUF012 — Litestar reads it as a plain class attribute
+    security = [{"tenantKey": []}]  # noqa: RUF012
 
     @get("/me", sync_to_thread=False)
     def me(self, tenant: Caller) -> Me:

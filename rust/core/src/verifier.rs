@@ -480,10 +480,16 @@ fn word_at(bytes: &[u8], at: usize) -> u64 {
             a.copy_from_slice(w);
             u64::from_le_bytes(a)
         }
-        None => bytes[at.min(bytes.len())..]
-            .iter()
-            .rev()
-            .fold(0u64, |w, &b| (w << 8) | u64::from(b)),
+        None => match bytes.last_chunk::<8>() {
+            // The tail as the top of the last whole word, shifted down: no byte loop.
+            Some(last) if at < bytes.len() => {
+                u64::from_le_bytes(*last) >> (8 * (8 - (bytes.len() - at)))
+            }
+            _ => bytes[at.min(bytes.len())..]
+                .iter()
+                .rev()
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b)),
+        },
     }
 }
 
@@ -1341,6 +1347,10 @@ mod tests {
             prop_assert_eq!(only_colon(&host), (colons.len() == 1).then(|| colons[0]));
             let lower = host.to_ascii_lowercase();
             prop_assert_eq!(folded_hash(3, &host), folded_hash(3, &lower));
+            for at in 0..=host.len() {
+                let obvious = host[at..].iter().take(8).rev().fold(0u64, |w, &b| (w << 8) | u64::from(b));
+                prop_assert_eq!(word_at(&host, at), obvious);
+            }
         }
 
         #[test]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tenantgate.dev import EmbeddedStack, HsmInfo, StackInfo, missing_components
+from tenantgate.dev import EmbeddedS3, EmbeddedStack, HsmInfo, StackInfo, missing_components
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -56,20 +56,11 @@ class S3Settings:
     secret_access_key: str
     region: str
     config_path: Path
+    server: EmbeddedS3
 
     def client(self, access_key_id: str | None = None, secret_access_key: str | None = None) -> Any:
         """A boto3 S3 client (path-style, no retries) as the admin or as the given keys."""
-        import boto3
-        from botocore.config import Config
-
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=access_key_id or self.access_key_id,
-            aws_secret_access_key=secret_access_key or self.secret_access_key,
-            region_name=self.region,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-        )
+        return self.server.client(access_key_id, secret_access_key)
 
 
 @pytest.fixture(scope="session")
@@ -101,13 +92,14 @@ def redis_admin_url(stack_info: StackInfo) -> str:
 
 
 @pytest.fixture(scope="session")
-def s3_settings(stack_info: StackInfo) -> S3Settings:
+def s3_settings(stack_info: StackInfo, embedded_stack: EmbeddedStack) -> S3Settings:
     return S3Settings(
         endpoint_url=stack_info.s3_endpoint_url,
         access_key_id=stack_info.s3_access_key_id,
         secret_access_key=stack_info.s3_secret_access_key,
         region=stack_info.s3_region,
         config_path=stack_info.s3_config_path,
+        server=embedded_stack.s3,
     )
 
 

@@ -154,12 +154,7 @@ def service_environment(stack_info: StackInfo) -> dict[str, str]:
 
     asyncio.run(migrate())
     return {
-        "TENANTGATE_DATABASE_URL": database_url,
-        "TENANTGATE_REDIS_URL": stack_info.redis_admin_url,
-        "TENANTGATE_S3_ENDPOINT_URL": stack_info.s3_endpoint_url,
-        "TENANTGATE_S3_ACCESS_KEY_ID": stack_info.s3_access_key_id,
-        "TENANTGATE_S3_SECRET_ACCESS_KEY": stack_info.s3_secret_access_key,
-        "TENANTGATE_S3_REGION": stack_info.s3_region,
+        **stack_info.service_environment(database_url),
         "TENANTGATE_ADMIN_TOKEN": ADMIN_TOKEN,
         "TENANTGATE_KEY_PEPPER": secrets.token_hex(32),
     }

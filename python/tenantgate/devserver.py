@@ -347,26 +347,14 @@ def _service_environment(
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("TENANTGATE_")
     }
+    environment.update(info.service_environment(database_url))
     environment.update(
-        TENANTGATE_DATABASE_URL=database_url,
-        TENANTGATE_REDIS_URL=info.redis_admin_url,
-        TENANTGATE_S3_ENDPOINT_URL=info.s3_endpoint_url,
-        TENANTGATE_S3_ACCESS_KEY_ID=info.s3_access_key_id,
-        TENANTGATE_S3_SECRET_ACCESS_KEY=info.s3_secret_access_key,
-        TENANTGATE_S3_REGION=info.s3_region,
         TENANTGATE_ADMIN_TOKEN=service_secrets.admin_token,
         TENANTGATE_KEY_PEPPER=service_secrets.key_pepper_hex,
     )
     for name in ("TENANTGATE_MAX_BODY_BYTES", "TENANTGATE_MAX_FILE_BYTES"):
         if name in os.environ:
             environment[name] = os.environ[name]
-    if info.hsm is not None:
-        environment.update(
-            TENANTGATE_PKCS11_LIB=str(info.hsm.library_path),
-            TENANTGATE_PKCS11_TOKEN_LABEL=info.hsm.token_label,
-            TENANTGATE_PKCS11_PIN=info.hsm.pin,
-            SOFTHSM2_CONF=str(info.hsm.conf_path),
-        )
     return environment
 
 

@@ -115,14 +115,7 @@ class TestHealth:
 
 @pytest.mark.servers
 def test_readyz_is_200_when_every_service_answers(stack_info: StackInfo) -> None:
-    settings = _settings(
-        TENANTGATE_DATABASE_URL=stack_info.postgres_admin_url,
-        TENANTGATE_REDIS_URL=stack_info.redis_admin_url,
-        TENANTGATE_S3_ENDPOINT_URL=stack_info.s3_endpoint_url,
-        TENANTGATE_S3_ACCESS_KEY_ID=stack_info.s3_access_key_id,
-        TENANTGATE_S3_SECRET_ACCESS_KEY=stack_info.s3_secret_access_key,
-        TENANTGATE_S3_REGION=stack_info.s3_region,
-    )
+    settings = _settings(**stack_info.service_environment(stack_info.postgres_admin_url))
     with TestClient(create_app(settings)) as client:
         response = client.get("/readyz")
     assert response.status_code == 200, response.text
@@ -142,11 +135,8 @@ def test_readiness_recovers_when_a_service_comes_back(stack_info: StackInfo) -> 
     assert binary is not None
     port = _unused_port()
     settings = _settings(
-        TENANTGATE_DATABASE_URL=stack_info.postgres_admin_url,
-        TENANTGATE_REDIS_URL=f"redis://127.0.0.1:{port}/0",
-        TENANTGATE_S3_ENDPOINT_URL=stack_info.s3_endpoint_url,
-        TENANTGATE_S3_ACCESS_KEY_ID=stack_info.s3_access_key_id,
-        TENANTGATE_S3_SECRET_ACCESS_KEY=stack_info.s3_secret_access_key,
+        **stack_info.service_environment(stack_info.postgres_admin_url)
+        | {"TENANTGATE_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
     )
     with TestClient(create_app(settings)) as client:
         down = client.get("/readyz")

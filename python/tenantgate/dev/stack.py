@@ -40,6 +40,26 @@ class StackInfo:
     s3_config_path: Path  # the identities JSON the gateway runs with
     hsm: HsmInfo | None
 
+    def service_environment(self, database_url: str) -> dict[str, str]:
+        """The ``TENANTGATE_*`` settings that point a service at this stack, connecting to
+        PostgreSQL as ``database_url`` (the service's own login, not the superuser)."""
+        environment = {
+            "TENANTGATE_DATABASE_URL": database_url,
+            "TENANTGATE_REDIS_URL": self.redis_admin_url,
+            "TENANTGATE_S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "TENANTGATE_S3_ACCESS_KEY_ID": self.s3_access_key_id,
+            "TENANTGATE_S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
+            "TENANTGATE_S3_REGION": self.s3_region,
+        }
+        if self.hsm is not None:
+            environment.update(
+                TENANTGATE_PKCS11_LIB=str(self.hsm.library_path),
+                TENANTGATE_PKCS11_TOKEN_LABEL=self.hsm.token_label,
+                TENANTGATE_PKCS11_PIN=self.hsm.pin,
+                SOFTHSM2_CONF=str(self.hsm.conf_path),
+            )
+        return environment
+
 
 def missing_components(*, hsm: bool = True) -> list[str]:
     """Names (installable packages) of the servers and tools that are not installed."""

@@ -47,6 +47,29 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         skip_or_fail(f"HSM not available: {', '.join(_missing(True))}")
 
 
+@pytest.fixture(scope="session")
+def run_tenantgate() -> Any:
+    """Run the `tenantgate` command line as a user would, with only the given TENANTGATE_*
+    variables: `run_tenantgate("migrate", environ={...})`."""
+    import subprocess
+    import sys
+
+    def run(*args: str, environ: dict[str, str] | None = None) -> Any:
+        clean = {
+            name: value for name, value in os.environ.items() if not name.startswith("TENANTGATE_")
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "tenantgate", *args],
+            env=clean | (environ or {}),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    return run
+
+
 @dataclass(frozen=True)
 class S3Settings:
     """Where the S3 gateway is and the admin identity's keys."""

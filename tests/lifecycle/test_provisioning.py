@@ -7,9 +7,6 @@ import asyncio
 import contextlib
 import dataclasses
 import io
-import os
-import subprocess
-import sys
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -535,27 +532,13 @@ def _other_settings() -> dict[str, str]:
 # -- the command --------------------------------------------------------------------------
 
 
-def _tenantgate(*args: str, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {
-        name: value for name, value in os.environ.items() if not name.startswith("TENANTGATE_")
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "tenantgate", *args],
-        env=clean | environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_the_migrate_command_migrates_and_prints_a_summary(
-    service_environment: dict[str, str], make_tenant: Any
+    run_tenantgate, service_environment: dict[str, str], make_tenant: Any
 ) -> None:
     make_tenant()
     make_tenant()
 
-    result = _tenantgate("migrate", "--concurrency", "3", environ=service_environment)
+    result = run_tenantgate("migrate", "--concurrency", "3", environ=service_environment)
 
     assert result.returncode == 0, result.stderr
     summary = [line for line in result.stderr.splitlines() if "tenant schemas" in line]
@@ -567,6 +550,7 @@ def test_the_migrate_command_migrates_and_prints_a_summary(
 
 
 def test_the_migrate_command_without_a_database_url_names_it_and_exits_2(
+    run_tenantgate,
     service_environment: dict[str, str],
 ) -> None:
     environ = {
@@ -574,26 +558,27 @@ def test_the_migrate_command_without_a_database_url_names_it_and_exits_2(
         for name, value in service_environment.items()
         if name != "TENANTGATE_DATABASE_URL"
     }
-    result = _tenantgate("migrate", environ=environ)
+    result = run_tenantgate("migrate", environ=environ)
     assert result.returncode == 2
     assert "TENANTGATE_DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_the_migrate_command_refuses_a_concurrency_below_one(
+    run_tenantgate,
     service_environment: dict[str, str],
 ) -> None:
-    result = _tenantgate("migrate", "--concurrency", "0", environ=service_environment)
+    result = run_tenantgate("migrate", "--concurrency", "0", environ=service_environment)
     assert result.returncode == 2
     assert "usage:" in result.stderr
 
 
-def test_the_migrate_command_reports_an_unreachable_database_and_exits_1() -> None:
+def test_the_migrate_command_reports_an_unreachable_database_and_exits_1(run_tenantgate) -> None:
     environ = {
         "TENANTGATE_DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/db",
         **_other_settings(),
     }
-    result = _tenantgate("migrate", environ=environ)
+    result = run_tenantgate("migrate", environ=environ)
     assert result.returncode == 1
     assert "127.0.0.1:1" in result.stderr
     assert "secret" not in result.stderr

@@ -234,10 +234,15 @@ def _persisted_secret(path: Path, make: Callable[[], str]) -> str:
     except FileNotFoundError:
         pass
     value = make()
+    _write_secret(path, value)
+    return value
+
+
+def _write_secret(path: Path, value: str) -> None:
+    """Write ``value`` to a new file readable by its owner only (mode 0600 from creation)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="ascii") as file:
         file.write(value + "\n")
-    return value
 
 
 async def ensure_app_database(admin_url: str, password: str) -> str:
@@ -307,9 +312,7 @@ def _demo_key(url: str, admin_token: str, folder: Path) -> str:
             raise DevServerError(f"creating the demo tenant failed: {answer.text}")
         key = str(answer.json()["api_key"]["key"])
     stored.unlink(missing_ok=True)
-    descriptor = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="ascii") as file:
-        file.write(key + "\n")
+    _write_secret(stored, key)
     return key
 
 

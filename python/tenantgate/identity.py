@@ -73,8 +73,8 @@ class TenantIdentity:
     tier: str
     names: TenantNames
     quota: Quota
-    limiter_id: str
-    """The tenant's rate-limit bucket id (its id as a string, computed once)."""
+    policy_name: bytes
+    """The plan's name as the rate-limit headers quote it, encoded once per lookup."""
 
 
 current_tenant: ContextVar[TenantIdentity | None] = ContextVar("tenantgate_tenant", default=None)
@@ -209,7 +209,7 @@ class Directory:
             tier=row["tier"],
             names=TenantNames.of(tenant_id),
             quota=self.set_plan(row["plan"], row["rate_per_second"], row["burst"]),
-            limiter_id=str(tenant_id),
+            policy_name=row["plan"].encode(),
         )
         expires_at = row["expires_at"]
         self.verifier.insert(
@@ -220,7 +220,7 @@ class Directory:
             usable=row["key_status"] == "active" and row["tenant_status"] == "active",
             payload=identity,
             quota=identity.quota,
-            bucket=identity.limiter_id,
+            bucket=str(tenant_id),
         )
 
     def _require_pool(self) -> asyncpg.Pool:
@@ -259,7 +259,7 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
             await send_forbidden(send)
             return
         identity: TenantIdentity = decision.payload  # type: ignore[assignment]
-        headers = rate_limit_headers(decision, identity.plan, identity.quota.rate_per_second)
+        headers = rate_limit_headers(decision, identity.policy_name, identity.quota.rate_per_second)
         if not decision.allowed:
             await send_too_many_requests(send, decision, headers)
             return

@@ -28,7 +28,7 @@ def _whole_seconds(seconds: float) -> int:
 
 
 def rate_limit_headers(
-    decision: Decision, policy: str, rate_per_second: float
+    decision: Decision, policy: bytes, rate_per_second: float
 ) -> list[tuple[bytes, bytes]]:
     """The five headers describing `decision` under the plan named `policy`."""
     reset = _whole_seconds(decision.reset_after)
@@ -37,8 +37,8 @@ def rate_limit_headers(
         (b"ratelimit-limit", b"%d" % decision.limit),
         (b"ratelimit-remaining", b"%d" % decision.remaining),
         (b"ratelimit-reset", b"%d" % reset),
-        (b"ratelimit-policy", b'"%s";q=%d;w=%d' % (policy.encode(), decision.limit, window)),
-        (b"ratelimit", b'"%s";r=%d;t=%d' % (policy.encode(), decision.remaining, reset)),
+        (b"ratelimit-policy", b'"%s";q=%d;w=%d' % (policy, decision.limit, window)),
+        (b"ratelimit", b'"%s";r=%d;t=%d' % (policy, decision.remaining, reset)),
     ]
 
 

@@ -23,6 +23,7 @@ from uuid import UUID
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 
+from tenantgate.db.keys import find_key_by_hash
 from tenantgate.db.translate import translate_driver_errors
 from tenantgate.errors import ServiceUnavailableError
 from tenantgate.keys import Miss, Verifier
@@ -89,19 +90,6 @@ def require_tenant() -> TenantIdentity:
 
 
 _logger = logging.getLogger("tenantgate.identity")
-
-_LOOKUP_SQL = """
-WITH used AS (
-    UPDATE api_keys SET last_used_at = now()
-     WHERE key_hash = $1
-    RETURNING id, tenant_id, status, expires_at
-)
-SELECT used.id AS key_id, used.tenant_id, used.status AS key_status, used.expires_at,
-       t.name, t.status AS tenant_status, t.plan, t.tier, p.rate_per_second, p.burst
-  FROM used
-  JOIN tenants t ON t.id = used.tenant_id
-  JOIN plans p ON p.name = t.plan
-"""
 
 
 class Directory:
@@ -196,7 +184,7 @@ class Directory:
     async def _lookup(self, digest: bytes) -> None:
         pool = self._require_pool()
         with translate_driver_errors():
-            row = await pool.fetchrow(_LOOKUP_SQL, digest)
+            row = await find_key_by_hash(pool, digest)
         if row is None:
             self.verifier.insert_refusal(digest)
             return

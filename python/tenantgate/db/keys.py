@@ -98,14 +98,23 @@ async def rotate_key(
         return await insert_key(connection, tenant_id, successor)
 
 
-async def find_key_by_hash(connection: Connection, digest: bytes) -> asyncpg.Record | None:
-    """The key and its tenant's state, for identifying a request on a cache miss."""
+async def find_key_by_hash(
+    connection: Connection | asyncpg.Pool, digest: bytes
+) -> asyncpg.Record | None:
+    """The key, its tenant's state and its plan's limits, for identifying a request on a
+    cache miss; marks the key as used (at most once per cache lifetime, so it stays cheap)."""
     row: asyncpg.Record | None = await connection.fetchrow(
         """
-        SELECT k.id AS key_id, k.tenant_id, k.status AS key_status, k.expires_at,
-               t.name, t.status AS tenant_status, t.plan, t.tier, t.custom_domain
-          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.key_hash = $1
+        WITH used AS (
+            UPDATE api_keys SET last_used_at = now()
+             WHERE key_hash = $1
+            RETURNING id, tenant_id, status, expires_at
+        )
+        SELECT used.id AS key_id, used.tenant_id, used.status AS key_status, used.expires_at,
+               t.name, t.status AS tenant_status, t.plan, t.tier, p.rate_per_second, p.burst
+          FROM used
+          JOIN tenants t ON t.id = used.tenant_id
+          JOIN plans p ON p.name = t.plan
         """,
         digest,
     )

@@ -20,6 +20,7 @@ from tenantgate.db.provisioning import NewTenant, create_tenant, delete_tenant
 from tenantgate.db.translate import translate_driver_errors
 from tenantgate.errors import ConflictError, InvalidInputError, NotFoundError
 from tenantgate.tenancy.cursor import KEYSET_PAGE_SQL, page_parameters, split_page
+from tenantgate.tenancy.keyring import HASH_SCHEME
 from tenantgate.tenancy.schemas import (
     CreateKey,
     CreateTenant,
@@ -68,7 +69,7 @@ def _key(row: asyncpg.Record) -> Key:
         tenant_id=row["tenant_id"],
         name=row["name"],
         prefix=row["prefix"],
-        hsm=row["hash_scheme"] != "hmac-sha256",
+        hsm=row["hash_scheme"] != HASH_SCHEME,
         status=row["status"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],

@@ -24,6 +24,10 @@ variable                            required  meaning
 ``TENANTGATE_MAX_BODY_BYTES``       no        default 1 MiB
 ``TENANTGATE_MAX_FILE_BYTES``       no        default 100 MiB
 =================================== ========= ==============================================
+
+Also ``TENANTGATE_DATABASE_ACQUIRE_TIMEOUT`` (default 2) and
+``TENANTGATE_DATABASE_STATEMENT_TIMEOUT`` (default 10): seconds a request waits for a pooled
+connection, and one statement may run, before the answer is a 503.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ _MIN_ADMIN_TOKEN_CHARS = 16
 _ADMIN_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")
 _HEX_PATTERN = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _MIB = 1024 * 1024
+_MAX_TIMEOUT_SECONDS = 3600.0
 
 
 def redact_url(url: str) -> str:
@@ -86,8 +91,21 @@ class DatabaseSettings:
     """``TENANTGATE_DATABASE_POOL_SIZE``: the most connections one process opens. The pool
     opens them lazily, so the service starts even while PostgreSQL is down."""
 
+    acquire_timeout_seconds: float = 2.0
+    """``TENANTGATE_DATABASE_ACQUIRE_TIMEOUT``: how long a request waits for a free pooled
+    connection; past it the answer is 503 with ``Retry-After``, so work never queues without
+    bound."""
+
+    statement_timeout_seconds: float = 10.0
+    """``TENANTGATE_DATABASE_STATEMENT_TIMEOUT``: how long one statement may run; past it the
+    statement is cancelled and the answer is 503."""
+
     def __repr__(self) -> str:
-        return f"DatabaseSettings(url={redact_url(self.url)!r}, pool_max_size={self.pool_max_size})"
+        return (
+            f"DatabaseSettings(url={redact_url(self.url)!r}, pool_max_size={self.pool_max_size}, "
+            f"acquire_timeout_seconds={self.acquire_timeout_seconds}, "
+            f"statement_timeout_seconds={self.statement_timeout_seconds})"
+        )
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -201,6 +219,12 @@ class Settings:
             database=DatabaseSettings(
                 url=env.url("DATABASE_URL", schemes=("postgresql", "postgres")),
                 pool_max_size=env.positive_int("DATABASE_POOL_SIZE", default=10),
+                acquire_timeout_seconds=env.positive_seconds(
+                    "DATABASE_ACQUIRE_TIMEOUT", default=2.0
+                ),
+                statement_timeout_seconds=env.positive_seconds(
+                    "DATABASE_STATEMENT_TIMEOUT", default=10.0
+                ),
             ),
             redis=RedisSettings(
                 url=env.url("REDIS_URL", schemes=("redis", "rediss", "unix")),
@@ -260,6 +284,18 @@ class _Environment:
         if number < 1:
             raise self.malformed(name, "must be at least 1")
         return number
+
+    def positive_seconds(self, name: str, *, default: float) -> float:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise self.malformed(name, "must be a number of seconds") from None
+        if not 0 < seconds <= _MAX_TIMEOUT_SECONDS:
+            raise self.malformed(name, f"must be above 0 and at most {_MAX_TIMEOUT_SECONDS:.0f}")
+        return seconds
 
     def choice(
         self, name: str, choices: tuple[RedisIsolation, ...], *, default: RedisIsolation

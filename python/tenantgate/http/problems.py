@@ -16,20 +16,25 @@ installs each one unless the application already handles that type.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from tenantgate.cache.errors import translate as translate_redis_error
+from tenantgate.db.errors import translate as translate_postgres_error
 from tenantgate.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
     ServiceUnavailableError,
+    TenantgateError,
     TenantGoneError,
 )
 from tenantgate.http.request_id import request_id_of
+from tenantgate.storage.errors import translate as translate_s3_error
 
 if TYPE_CHECKING:
     from litestar.types import ExceptionHandlersMap
@@ -156,7 +161,14 @@ def handle_service_unavailable(
 def handle_unexpected_exception(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, Any]]:
-    """A bug or an unforeseen failure: logged in full, answered ``500`` without details."""
+    """A backing service's error that escaped a handler, translated by its room and answered
+    like the domain error it means; otherwise a bug or an unforeseen failure: logged in full,
+    answered ``500`` without details."""
+    for translate in _BACKEND_TRANSLATORS:
+        translated = translate(exc)
+        if translated is not None:
+            translated.__cause__ = exc
+            return _DOMAIN_HANDLERS[type(translated)](request, translated)
     _log_unexpected(request, exc)
     return problem_response(HTTPStatus.INTERNAL_SERVER_ERROR)
 
@@ -171,6 +183,21 @@ def _log_unexpected(request: Request[Any, Any, Any], exc: Exception) -> None:
         exc_info=exc,
     )
 
+
+_BACKEND_TRANSLATORS: Final[tuple[Callable[[BaseException], TenantgateError | None], ...]] = (
+    translate_postgres_error,
+    translate_redis_error,
+    translate_s3_error,
+)
+"""Each backing-service room's one error map, for driver errors a handler's own code raised
+(a route's queries on its tenant connection, say)."""
+
+_DOMAIN_HANDLERS: Final[dict[type[TenantgateError], Callable[..., Response[dict[str, Any]]]]] = {
+    NotFoundError: handle_not_found,
+    ConflictError: handle_conflict,
+    InvalidInputError: handle_invalid_input,
+    ServiceUnavailableError: handle_service_unavailable,
+}
 
 DEFAULT_EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     ValidationException: handle_validation_exception,

@@ -1,0 +1,175 @@
+"""The service's PostgreSQL database: its pool, and the only ways code uses it.
+
+:class:`Database` wraps the pool of the service's own login role:
+
+- :meth:`Database.transaction` yields a connection inside a transaction, as the service or —
+  given a tenant's names — as that tenant: ``BEGIN; SET LOCAL ROLE <tenant role>; SET LOCAL
+  search_path TO <tenant schema>`` go out as one simple query, so a tenant transaction costs
+  no extra round trip. ``SET LOCAL`` dies with the transaction, so a pooled connection never
+  carries a tenant into its next use.
+- :meth:`Database.fetch`, :meth:`~Database.fetchrow`, :meth:`~Database.fetchval` and
+  :meth:`~Database.execute` run one statement on its own (autocommit), for reads and
+  idempotent single-statement writes.
+
+**A dead connection costs clients nothing.** When PostgreSQL drops pooled connections
+(``pg_terminate_backend``, a restart, a proxy's idle timeout), asyncpg notices only on the
+connection's next use. If that first round trip finds the connection gone, nothing sent on it
+was committed: the pool's idle connections are all marked stale (they likely died together),
+and the work is retried once on a fresh connection. A transaction retries its ``BEGIN``; a
+single statement is retried whole, which is why only reads and idempotent writes use them.
+A second failure, or a failure after ``COMMIT`` was sent, is a
+:class:`~tenantgate.errors.ServiceUnavailableError` (503): whether it committed is unknown.
+
+Every driver error leaving this class is translated by :mod:`tenantgate.db.errors`, except
+those raised by the caller's own queries inside :meth:`transaction`: they pass through
+untouched (Litestar's dependency clean-up throws them into this generator and treats a
+different exception coming back as a clean-up failure), and the web layer translates them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from tenantgate.db.errors import is_connection_lost, translating
+from tenantgate.errors import TenantGoneError
+
+if TYPE_CHECKING:
+    from tenantgate.db.types import Connection
+    from tenantgate.naming import TenantNames
+
+__all__ = ["Database"]
+
+T = TypeVar("T")
+if TYPE_CHECKING:
+    PooledConnection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+_logger = logging.getLogger("tenantgate.db")
+
+# Errors a statement can end with: PostgreSQL's answer, or the connection's end.
+_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class Database:
+    """The service's PostgreSQL pool and the transactions it runs; see the module docstring."""
+
+    __slots__ = ("_acquire_timeout", "pool")
+
+    def __init__(
+        self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout: float | None = None
+    ) -> None:
+        self.pool: Final = pool
+        """The asyncpg pool of the service's own login role (for tests and tools)."""
+        self._acquire_timeout = acquire_timeout
+
+    @asynccontextmanager
+    async def transaction(self, tenant: TenantNames | None = None) -> AsyncIterator[Connection]:
+        """A connection inside a transaction (as ``tenant`` when given); commit on success,
+        roll back on any exception."""
+        begin = "BEGIN" if tenant is None else "BEGIN; " + tenant.scope_sql
+        connection = await self._begin(begin, tenant)
+        try:
+            try:
+                yield connection
+            except BaseException:
+                await self._roll_back(connection)
+                raise
+            with translating():
+                await connection.execute("COMMIT")
+        finally:
+            await self._release(connection)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """All rows of one statement (a read, or an idempotent write)."""
+        rows: list[asyncpg.Record] = await self._run_once(lambda c: c.fetch(query, *args))
+        return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        """The first row of one statement, or ``None``."""
+        row: asyncpg.Record | None = await self._run_once(lambda c: c.fetchrow(query, *args))
+        return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        """The first column of the first row of one statement, or ``None``."""
+        return await self._run_once(lambda c: c.fetchval(query, *args))
+
+    async def execute(self, query: str, *args: Any) -> str:
+        """Run one statement; its status (``UPDATE 1``)."""
+        status: str = await self._run_once(lambda c: c.execute(query, *args))
+        return status
+
+    async def _run_once(self, run: Callable[[PooledConnection], Awaitable[T]]) -> T:
+        for attempt in (1, 2):
+            connection = await self._acquire()
+            try:
+                with translating():
+                    try:
+                        return await run(connection)
+                    except _DRIVER_ERRORS as exc:
+                        if attempt == 1 and is_connection_lost(exc, connection):
+                            await self._forget_idle_connections(exc)
+                            continue
+                        raise
+            finally:
+                await self._release(connection)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _begin(self, begin: str, tenant: TenantNames | None) -> PooledConnection:
+        for attempt in (1, 2):
+            connection = await self._acquire()
+            try:
+                with translating():
+                    try:
+                        await connection.execute(begin)
+                    except asyncpg.InvalidParameterValueError as exc:
+                        # `SET LOCAL ROLE` of a role that no longer exists: the tenant was
+                        # deleted (through another instance) after its key was cached.
+                        if tenant is None:
+                            raise
+                        raise TenantGoneError(str(tenant.tenant_id)) from exc
+                    except _DRIVER_ERRORS as exc:
+                        if attempt == 1 and is_connection_lost(exc, connection):
+                            await self._forget_idle_connections(exc)
+                            await self._release(connection)
+                            continue
+                        raise
+            except BaseException:
+                # BEGIN may have opened the transaction before a SET LOCAL failed.
+                await self._roll_back(connection)
+                await self._release(connection)
+                raise
+            return connection
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _acquire(self) -> PooledConnection:
+        with translating():
+            connection: PooledConnection = await self.pool.acquire(timeout=self._acquire_timeout)
+        return connection
+
+    async def _release(self, connection: PooledConnection) -> None:
+        try:
+            await self.pool.release(connection)
+        except _DRIVER_ERRORS:
+            # Released connections that fail to reset are closed by the pool; nothing a
+            # caller could do about it, and the work itself is already done.
+            _logger.debug("releasing a PostgreSQL connection failed", exc_info=True)
+
+    @staticmethod
+    async def _roll_back(connection: PooledConnection) -> None:
+        if connection.is_closed() or not connection.is_in_transaction():
+            return
+        try:
+            await connection.execute("ROLLBACK")
+        except Exception:
+            # A connection in an unknown state never goes back to the pool, and the error
+            # that got us here is the one the caller should see.
+            connection.terminate()
+
+    async def _forget_idle_connections(self, exc: BaseException) -> None:
+        _logger.info("a pooled PostgreSQL connection was gone (%r); reconnecting", exc)
+        await self.pool.expire_connections()

@@ -2,6 +2,7 @@
 //!
 //! * [`keys`]: the key format (`tg_<env>_<random><checksum>`), generation from the OS
 //!   CSPRNG, parsing, keyed hashing (HMAC-SHA-256) and constant-time comparison.
+//! * [`header`]: `Authorization` (bearer token) and `Host` parsing.
 //! * [`verifier`]: the bounded, sharded cache that turns an `Authorization` header into a
 //!   key record in one call.
 //! * [`limiter`]: a lock-free GCRA rate limiter with shared, updatable quotas.
@@ -28,15 +29,18 @@
 
 pub mod clock;
 pub mod error;
+pub mod header;
 pub mod keys;
 pub mod limiter;
+mod shard;
 pub mod verifier;
 
 pub use clock::{same_clock, Clock, ManualClock, SystemClock};
 pub use error::{CoreError, CoreResult, KeyFormatError};
+pub use header::{bearer_token, normalize_host, MAX_DOMAIN_LEN};
 pub use keys::{
     check_key, checksum, checksum_string, constant_time_eq, generate_key, Digest, DisplayPrefix,
     Env, KeyHasher, ParsedKey,
 };
 pub use limiter::{BucketHandle, Decision, Limiter, Quota, QuotaValue};
-pub use verifier::{bearer_token, normalize_host, Miss, Record, Verdict, Verifier, VerifierConfig};
+pub use verifier::{Miss, Record, Verdict, Verifier, VerifierConfig};

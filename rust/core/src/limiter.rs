@@ -24,7 +24,6 @@
 //! A [`Quota`] is shared by every bucket that uses it; [`Quota::update`] takes effect on the
 //! next call for all of them.
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -32,14 +31,11 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, NANOS_PER_SECOND};
 use crate::error::{CoreError, CoreResult};
+use crate::shard::{keep_after_eviction, shard_layout, shard_of, Fingerprinter, Fp, IdentityBuild};
 
 /// The largest emission interval and tolerance, in ns (2⁶² ns ≈ 146 years), so that
 /// arithmetic on TATs never overflows.
 const MAX_WINDOW_NS: u64 = 1 << 62;
-
-/// Entries per shard we aim for: 7/8 of 2¹⁴ hash-table slots, so a full shard's table is
-/// exactly full rather than half empty after a doubling.
-pub(crate) const SHARD_TARGET: usize = 14_336;
 
 /// A rate and burst, shared by all the buckets that use it.
 ///
@@ -268,53 +264,6 @@ fn acquire(bucket: &AtomicU64, now: u64, q: &QuotaValue, cost: u64) -> Option<De
     }
 }
 
-/// A hasher for keys that are already uniformly random 64-bit values.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for non-integer keys, which we do not use; fold them in anyway.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    #[inline]
-    fn write_u128(&mut self, n: u128) {
-        // The low half is one independent 64-bit hash.
-        #[allow(clippy::cast_possible_truncation)]
-        let low = n as u64;
-        self.0 = low;
-    }
-}
-
-pub(crate) type IdentityBuild = BuildHasherDefault<IdentityHasher>;
-
-/// A 128-bit keyed fingerprint of an id string: two independent 64-bit hashes. Two `u64`s
-/// rather than a `u128`, so a map slot needs 8-byte alignment, not 16.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Fp(pub(crate) u64, pub(crate) u64);
-
-impl std::hash::Hash for Fp {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // The first half is already a uniformly random 64-bit hash.
-        state.write_u64(self.0);
-    }
-}
-
 /// One bucket: its TAT, or [`EVICTED`].
 type Bucket = Arc<AtomicU64>;
 
@@ -331,34 +280,13 @@ pub struct BucketHandle {
     bucket: Bucket,
 }
 
-/// Picks one of `n` shards from a uniformly random 64-bit value.
-#[inline]
-pub(crate) fn shard_of(h: u64, n: usize) -> usize {
-    // Multiply-shift: uniform in 0..n without a division. The result is < n.
-    #[allow(clippy::cast_possible_truncation)]
-    let i = ((u128::from(h) * n as u128) >> 64) as usize;
-    i
-}
-
-/// Shard count and per-shard share for a capacity.
-pub(crate) fn shard_layout(capacity: usize) -> (usize, usize) {
-    let shards = capacity.div_ceil(SHARD_TARGET).max(1);
-    let share = capacity.div_ceil(shards).max(1);
-    (shards, share)
-}
-
-/// How many entries to keep when a full shard makes room: 7/8 of its share.
-pub(crate) fn keep_after_eviction(share: usize) -> usize {
-    share - (share / 8).max(1)
-}
-
 /// Many token buckets keyed by id, each checked against a caller-chosen [`Quota`].
 #[derive(Debug)]
 pub struct Limiter {
     shards: Box<[RwLock<BucketMap>]>,
     share: usize,
     clock: Arc<dyn Clock>,
-    seeds: (ahash::RandomState, ahash::RandomState),
+    fingerprints: Fingerprinter,
     /// This limiter's number, for [`BucketHandle`]s.
     id: u64,
 }
@@ -381,14 +309,9 @@ impl Limiter {
             shards,
             share,
             clock,
-            seeds: (ahash::RandomState::new(), ahash::RandomState::new()),
+            fingerprints: Fingerprinter::new(),
             id: NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed),
         })
-    }
-
-    #[inline]
-    fn fingerprint(&self, id: &str) -> Fp {
-        Fp(self.seeds.0.hash_one(id), self.seeds.1.hash_one(id))
     }
 
     /// Takes `cost` tokens from `id`'s bucket under `quota`, if it has them.
@@ -457,7 +380,7 @@ impl Limiter {
         revive: Option<&Bucket>,
         keep: impl FnOnce(&Bucket) -> R,
     ) -> (Decision, R) {
-        let fp = self.fingerprint(id);
+        let fp: Fp = self.fingerprints.of(id);
         let shard = &self.shards[shard_of(fp.1, self.shards.len())];
         let q = quota.get();
         {
@@ -828,17 +751,6 @@ mod tests {
     fn zero_capacity_is_refused() {
         let clock = Arc::new(ManualClock::new(0.0).unwrap());
         assert!(Limiter::new(0, clock).is_err());
-    }
-
-    #[test]
-    fn shard_layout_is_sane() {
-        assert_eq!(shard_layout(1), (1, 1));
-        let (n, share) = shard_layout(1_000_000);
-        assert_eq!(n, 70);
-        assert!(share * n >= 1_000_000 && share <= SHARD_TARGET);
-        for h in [0, 1, u64::MAX / 2, u64::MAX] {
-            assert!(shard_of(h, 70) < 70);
-        }
     }
 
     #[test]

@@ -42,5 +42,5 @@ pub use keys::{
     check_key, checksum, checksum_string, constant_time_eq, generate_key, Digest, DisplayPrefix,
     Env, KeyHasher, ParsedKey,
 };
-pub use limiter::{BucketHandle, Decision, Limiter, Quota, QuotaValue};
+pub use limiter::{BucketHandle, BucketStore, Decision, HeapStore, Limiter, Quota, QuotaValue};
 pub use verifier::{Miss, Record, Verdict, Verifier, VerifierConfig};

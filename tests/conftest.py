@@ -162,7 +162,7 @@ def service_environment(stack_info: StackInfo) -> dict[str, str]:
     import asyncpg
 
     from tenantgate.db.migrator import migrate_public
-    from tenantgate.devserver import ensure_app_database
+    from tenantgate.dev import ensure_app_database
 
     database_url = asyncio.run(
         ensure_app_database(stack_info.postgres_admin_url, secrets.token_urlsafe(18))

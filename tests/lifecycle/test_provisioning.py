@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 
+from tenantgate.cli.migrate import run_migrate
 from tenantgate.db import provisioning
+from tenantgate.db.fleet import migrate_everything
 from tenantgate.db.migrator import Migration, MigrationReport, load_migrations, migrate_public
 from tenantgate.db.provisioning import NewTenant, create_tenant, delete_tenant
-from tenantgate.migrate_command import migrate_everything, run_migrate
 from tenantgate.naming import TenantNames
 
 if TYPE_CHECKING:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import selectors
@@ -10,11 +11,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import pytest
+
+from tenantgate.cli import ExitCode
 
 READY_TIMEOUT_SECONDS = 180.0
 EXIT_TIMEOUT_SECONDS = 90.0
@@ -26,6 +33,7 @@ READY_FIELDS = {
     "database_admin_url",
     "redis_url",
     "s3_endpoint_url",
+    "service_env",
 }
 
 
@@ -115,7 +123,7 @@ def _run_dev_until(stop_signal: signal.Signals, data_dir: Path) -> None:
             assert server in commands, f"{server} not found among {commands!r}"
 
         process.send_signal(stop_signal)
-        assert process.wait(timeout=EXIT_TIMEOUT_SECONDS) == 0
+        assert process.wait(timeout=EXIT_TIMEOUT_SECONDS) == ExitCode.OK
         assert process.stdout is not None
         assert process.stdout.read() == b"", "stdout must hold the ready line alone"
 
@@ -142,11 +150,11 @@ def test_dev_serves_then_stops_everything(stop_signal: signal.Signals, tmp_path:
 def test_dev_keeps_its_secrets_across_restarts(tmp_path: Path) -> None:
     data_dir = tmp_path / "stack"
     _run_dev_until(signal.SIGTERM, data_dir)
-    secrets_folder = data_dir / "service"
-    pepper = (secrets_folder / "key_pepper").read_text()
-    assert (secrets_folder / "key_pepper").stat().st_mode & 0o077 == 0
+    credentials = data_dir / "credentials.json"
+    pepper = json.loads(credentials.read_text())["service_key_pepper"]
+    assert credentials.stat().st_mode & 0o077 == 0
     _run_dev_until(signal.SIGTERM, data_dir)
-    assert (secrets_folder / "key_pepper").read_text() == pepper
+    assert json.loads(credentials.read_text())["service_key_pepper"] == pepper
 
 
 @pytest.mark.servers
@@ -160,7 +168,161 @@ def test_dev_with_a_bad_admin_token_exits_2_and_stops_the_stack(tmp_path: Path) 
         env={**os.environ, "TENANTGATE_ADMIN_TOKEN": "short"},
     )
     stdout, stderr = process.communicate(timeout=READY_TIMEOUT_SECONDS)
-    assert process.returncode == 2
+    assert process.returncode == ExitCode.USAGE
     assert stdout == b""
     assert b"TENANTGATE_ADMIN_TOKEN" in stderr
     assert _alive(_belonging_to(process.pid, data_dir) - {process.pid}) == {}
+
+
+# -- a stack with a demo tenant, two workers, and a second server joining it ----------------
+
+SERVICE_SETTINGS = {  # what a second `tenantgate serve` needs to join the stack
+    "TENANTGATE_DATABASE_URL",
+    "TENANTGATE_REDIS_URL",
+    "TENANTGATE_S3_ENDPOINT_URL",
+    "TENANTGATE_S3_ACCESS_KEY_ID",
+    "TENANTGATE_S3_SECRET_ACCESS_KEY",
+    "TENANTGATE_S3_REGION",
+    "TENANTGATE_ADMIN_TOKEN",
+    "TENANTGATE_KEY_PEPPER",
+}
+
+
+@dataclass(frozen=True)
+class DevRun:
+    process: subprocess.Popen[bytes]
+    ready: dict[str, Any]
+    data_dir: Path
+
+
+@pytest.fixture(scope="module")
+def demo_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevRun]:
+    """`tenantgate dev --demo --workers 2`, stopped (and checked to stop cleanly) at the end."""
+    data_dir = tmp_path_factory.mktemp("demo") / "stack"
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("TENANTGATE_")
+    }
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tenantgate", "dev", "--demo", "--workers", "2"),
+            *("--port", str(_unused_port()), "--data-dir", str(data_dir)),
+        ],
+        stdout=subprocess.PIPE,
+        env=environment,
+    )
+    try:
+        ready = json.loads(_read_line(process, READY_TIMEOUT_SECONDS))
+        yield DevRun(process, ready, data_dir)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=EXIT_TIMEOUT_SECONDS) == ExitCode.OK
+        assert process.stdout is not None
+        assert process.stdout.read() == b""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _me(url: str, key: str) -> httpx.Response:
+    return httpx.get(f"{url}/v1/me", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+
+@pytest.mark.servers
+def test_the_ready_line_has_the_documented_keys_and_the_demo_key(demo_dev: DevRun) -> None:
+    ready = demo_dev.ready
+    assert set(ready) == READY_FIELDS | {"demo_api_key"}
+    service_env = ready["service_env"]
+    assert set(service_env) >= SERVICE_SETTINGS
+    assert all(name.startswith("TENANTGATE_") or name == "SOFTHSM2_CONF" for name in service_env)
+    assert ("SOFTHSM2_CONF" in service_env) == ("TENANTGATE_PKCS11_LIB" in service_env)
+    assert service_env["TENANTGATE_DATABASE_URL"] == ready["database_url"]
+    assert service_env["TENANTGATE_REDIS_URL"] == ready["redis_url"]
+    assert service_env["TENANTGATE_S3_ENDPOINT_URL"] == ready["s3_endpoint_url"]
+    assert service_env["TENANTGATE_ADMIN_TOKEN"] == ready["admin_token"]
+    answer = _me(ready["url"], ready["demo_api_key"])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["name"] == "demo"
+
+
+@pytest.mark.servers
+def test_database_admin_url_is_the_superuser_on_the_service_database(demo_dev: DevRun) -> None:
+    ready = demo_dev.ready
+
+    async def inspect() -> tuple[str, bool, str | None]:
+        connection = await asyncpg.connect(ready["database_admin_url"])
+        try:
+            row = await connection.fetchrow(
+                "SELECT current_database() AS db, "
+                "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser, "
+                "to_regclass('public.tenants')::text AS tenants"
+            )
+            assert row is not None
+            return row["db"], row["superuser"], row["tenants"]
+        finally:
+            await connection.close()
+
+    database, superuser, tenants = asyncio.run(inspect())
+    assert database == urlsplit(ready["database_url"]).path.lstrip("/")
+    assert superuser is True
+    assert tenants == "tenants"
+
+
+@pytest.mark.servers
+def test_two_workers_serve(demo_dev: DevRun) -> None:
+    table = _process_table()
+    servers = [
+        pid
+        for pid in _belonging_to(demo_dev.process.pid, demo_dev.data_dir)
+        if pid in table and "tenantgate serve" in table[pid][2] and "--workers 2" in table[pid][2]
+    ]
+    leaders = [pid for pid in servers if table[pid][0] not in servers]
+    assert len(leaders) == 1
+    workers = [pid for pid in servers if table[pid][0] == leaders[0]]
+    assert len(workers) == 2
+    for _ in range(20):
+        assert _me(demo_dev.ready["url"], demo_dev.ready["demo_api_key"]).status_code == 200
+
+
+@pytest.mark.servers
+def test_a_second_serve_started_with_service_env_joins_the_stack(demo_dev: DevRun) -> None:
+    ready = demo_dev.ready
+    port = _unused_port()
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("TENANTGATE_")
+    }
+    second = subprocess.Popen(
+        [sys.executable, "-m", "tenantgate", "serve", "--port", str(port)],
+        env=environment | ready["service_env"],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert second.poll() is None, f"the second server exited with {second.returncode}"
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the second server never answered /healthz"
+            time.sleep(0.2)
+        answer = _me(url, ready["demo_api_key"])
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == _me(ready["url"], ready["demo_api_key"]).json()
+        tenants = httpx.get(
+            f"{url}/admin/v1/tenants",
+            headers={"Authorization": f"Bearer {ready['admin_token']}"},
+            timeout=10,
+        )
+        assert tenants.status_code == 200, tenants.text
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        try:
+            second.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(second.pid, signal.SIGKILL)
+            second.wait()

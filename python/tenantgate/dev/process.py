@@ -6,6 +6,8 @@
   dies, even by SIGKILL, its servers die with it. Linux sends that signal when the *thread*
   that forked the child exits, so all servers are spawned from one long-lived spawner thread,
   never from the short-lived threads that start servers in parallel.
+* A server's output goes to its log file, or, with no log file, to our own stderr (the
+  ``tenantgate serve`` that ``tenantgate dev`` runs).
 * Readiness means the server *answers* (a real query, PING, ListBuckets), polled until a
   deadline; a server that exits meanwhile fails at once with the tail of its log.
 * Stopping sends the server's polite signal, waits a short time, then SIGKILLs the group.
@@ -30,7 +32,7 @@ from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from tenantgate.errors import EmbeddedServerError
 
@@ -53,6 +55,9 @@ _PR_SET_PDEATHSIG = 1
 _libc_prctl: Any = None
 with contextlib.suppress(OSError, AttributeError):
     _libc_prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+
+_STDERR = 2
+"""The file descriptor a server without a log file writes to."""
 
 # One long-lived thread forks every server (see the module docstring).
 _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenantgate-spawner")
@@ -145,11 +150,14 @@ def _child_setup(death_signal: int, parent_pid: int) -> Callable[[], None]:
 
 @dataclass
 class ManagedProcess:
-    """One long-running server process in its own process group."""
+    """One long-running server process in its own process group.
+
+    ``log_path`` receives its stdout and stderr; ``None`` sends both to our stderr.
+    """
 
     name: str
     argv: Sequence[str]
-    log_path: Path
+    log_path: Path | None
     cwd: Path | None = None
     env: Mapping[str, str] | None = None
     run_as: RunAs | None = None
@@ -162,18 +170,22 @@ class ManagedProcess:
     def start(self) -> None:
         if self.running:
             raise EmbeddedServerError(self.name, "already running")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._proc = _spawner.submit(self._spawn).result()
         atexit.register(self.stop)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        with self.log_path.open("ab") as log:
+        with contextlib.ExitStack() as files:
+            output: int | BinaryIO = (
+                _STDERR if self.log_path is None else files.enter_context(self.log_path.open("ab"))
+            )
             try:
                 return subprocess.Popen(  # noqa: S603 - argv built by us, no shell
                     list(self.argv),
                     stdin=subprocess.DEVNULL,
-                    stdout=log,
+                    stdout=output,
                     stderr=subprocess.STDOUT,
                     cwd=self.cwd,
                     env=dict(self.env) if self.env is not None else None,
@@ -202,10 +214,14 @@ class ManagedProcess:
         code = self._proc.poll()
         if code is None:
             return None
+        if self.log_path is None:
+            return f"exited with code {code} (its output is above)"
         return f"exited with code {code}; log tail:\n{self.log_tail()}"
 
     def log_tail(self, lines: int = 25) -> str:
-        """The last lines this run wrote to its log."""
+        """The last lines this run wrote to its log (none without a log file)."""
+        if self.log_path is None:
+            return ""
         try:
             with self.log_path.open("rb") as fh:
                 fh.seek(self._log_offset)
@@ -213,6 +229,12 @@ class ManagedProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def wait(self) -> int:
+        """Block until the process exits; its exit status (negative: the killing signal)."""
+        if self._proc is None:
+            raise EmbeddedServerError(self.name, "not started")
+        return self._proc.wait()
 
     def stop(self) -> None:
         """Polite signal, ``stop_timeout`` seconds, then SIGKILL of the process group."""

@@ -1,0 +1,82 @@
+"""``tenantgate serve``: the service on granian, configured by the ``TENANTGATE_*`` variables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Final
+
+from tenantgate.cli.arguments import at_least_one, tcp_port
+from tenantgate.cli.exit_codes import ExitCode
+from tenantgate.errors import SettingsError
+from tenantgate.settings import Settings
+
+if TYPE_CHECKING:
+    from tenantgate.cli import Subcommands
+
+__all__ = ["APP_FACTORY", "add_server_arguments", "command_line", "register", "serve"]
+
+APP_FACTORY: Final = "tenantgate.app:create_app_from_env"
+"""The import path granian loads the application from, in each worker process."""
+
+
+def register(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "serve", help="serve against the services named by the TENANTGATE_* variables"
+    )
+    add_server_arguments(parser)
+    parser.set_defaults(run=_run)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--host``, ``--port`` and ``--workers``: where and how wide to serve."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=tcp_port, default=8000, help="port to listen on")
+    parser.add_argument(
+        "--workers", type=at_least_one, default=1, help="number of worker processes"
+    )
+
+
+def command_line(*, host: str, port: int, workers: int) -> list[str]:
+    """The arguments that run ``tenantgate serve`` in a child process of this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "tenantgate",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
+def _run(args: argparse.Namespace) -> ExitCode:
+    return serve(host=args.host, port=args.port, workers=args.workers)
+
+
+def serve(*, host: str, port: int, workers: int) -> ExitCode:
+    """Serve the application with granian until it is stopped."""
+    try:
+        # Checked here, once, so a bad setting is one clear line instead of a traceback
+        # from every worker process.
+        Settings.from_env()
+    except SettingsError as exc:
+        print(f"tenantgate: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    server = Granian(
+        APP_FACTORY,
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host,
+        port=port,
+        workers=workers,
+    )
+    server.serve()
+    return ExitCode.OK

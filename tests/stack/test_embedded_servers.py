@@ -30,7 +30,13 @@ from botocore.exceptions import ClientError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tenantgate.dev import EmbeddedRedis, EmbeddedStack
+from tenantgate.dev import (
+    Credentials,
+    EmbeddedRedis,
+    EmbeddedStack,
+    ManagedProcess,
+    ServiceSecrets,
+)
 from tenantgate.errors import EmbeddedServerError
 
 if TYPE_CHECKING:
@@ -409,3 +415,74 @@ def test_servers_die_with_their_parent(tmp_path: Path) -> None:
     while _alive({pid}) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _alive({pid}) == set()
+
+
+# -- the service's secrets and its process, as `tenantgate dev` runs it ---------------------
+
+
+def test_credentials_find_put_and_get(tmp_path: Path) -> None:
+    credentials = Credentials(tmp_path)
+    assert credentials.find("demo_api_key") is None
+    credentials.put("demo_api_key", "first")
+    credentials.put("demo_api_key", "second")
+    assert credentials.find("demo_api_key") == "second"
+    assert credentials.get("demo_api_key", lambda: "unused") == "second"
+    assert stat.S_IMODE(os.stat(tmp_path / "credentials.json").st_mode) == 0o600
+
+
+def test_service_secrets_persist_in_the_one_store_and_the_admin_token_from_env_wins(
+    tmp_path: Path,
+) -> None:
+    first = ServiceSecrets.load_or_create(tmp_path, environ={})
+    again = ServiceSecrets.load_or_create(tmp_path, environ={})
+    assert again == first
+    assert len(bytes.fromhex(first.key_pepper_hex)) == 32
+    stored = json.loads((tmp_path / "credentials.json").read_text())
+    assert stored["service_admin_token"] == first.admin_token
+    assert stored["service_key_pepper"] == first.key_pepper_hex
+    assert stored["service_postgres_password"] == first.postgres_password
+    assert first.admin_token not in repr(first)
+
+    chosen = ServiceSecrets.load_or_create(
+        tmp_path, environ={"TENANTGATE_ADMIN_TOKEN": " chosen-admin-token-0123 "}
+    )
+    assert chosen.admin_token == "chosen-admin-token-0123"
+    assert chosen.key_pepper_hex == first.key_pepper_hex
+    assert chosen.environment() == {
+        "TENANTGATE_ADMIN_TOKEN": "chosen-admin-token-0123",
+        "TENANTGATE_KEY_PEPPER": first.key_pepper_hex,
+    }
+
+
+def test_service_secrets_take_over_the_files_of_an_earlier_dev_server(tmp_path: Path) -> None:
+    folder = tmp_path / "service"
+    folder.mkdir()
+    for name, value in [("key_pepper", "ab" * 32), ("admin_token", "kept-admin-token-0123")]:
+        (folder / name).write_text(value + "\n")
+    (folder / "demo_api_key").write_text("tg_live_kept\n")
+
+    secrets = ServiceSecrets.load_or_create(tmp_path, environ={})
+
+    assert secrets.key_pepper_hex == "ab" * 32
+    assert secrets.admin_token == "kept-admin-token-0123"
+    assert Credentials(tmp_path).find("demo_api_key") == "tg_live_kept"
+    assert not folder.exists()
+
+
+def test_a_process_without_a_log_file_writes_to_our_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    process = ManagedProcess(
+        name="talker",
+        argv=[sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"],
+        log_path=None,
+    )
+    process.start()
+    assert process.wait() == 0
+    assert process.exit_reason() == "exited with code 0 (its output is above)"
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert "out" in captured.err
+    assert "err" in captured.err
+    process.stop()
+    assert list(tmp_path.iterdir()) == []

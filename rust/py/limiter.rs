@@ -1,5 +1,7 @@
 //! `Quota`, `Decision` and `Limiter`.
 
+use std::sync::Arc;
+
 use pyo3::prelude::*;
 use tenantgate_core as core;
 
@@ -18,7 +20,8 @@ fn burst(value: i64) -> PyResult<u32> {
 /// on their next call.
 #[pyclass(frozen, module = "tenantgate._native")]
 pub struct Quota {
-    pub(crate) inner: core::Quota,
+    /// Shared with the key records inserted with this quota.
+    pub(crate) inner: Arc<core::Quota>,
 }
 
 #[pymethods]
@@ -26,7 +29,9 @@ impl Quota {
     #[new]
     fn new(rate_per_second: f64, burst: i64) -> PyResult<Self> {
         let inner = core::Quota::new(rate_per_second, self::burst(burst)?).map_err(Error)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Requests per second.

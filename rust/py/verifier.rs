@@ -1,7 +1,5 @@
 //! `Verifier` and `Miss`.
 
-use std::sync::OnceLock;
-
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use tenantgate_core as core;
@@ -13,59 +11,31 @@ use crate::errors::Error;
 use crate::keys::hash_with;
 use crate::limiter::{Decision, Limiter, Quota};
 
-/// What the binding caches per key: the caller's payload, and what `verify_and_acquire`
-/// rate-limits it by.
+/// What the binding caches per key: the caller's payload, and the rate limit
+/// `verify_and_acquire` charges.
 pub struct Payload {
     object: Py<PyAny>,
-    /// The quota and bucket, if rate-limited.
-    limit: Option<Limit>,
+    limit: Option<core::Limit<BucketName>>,
 }
 
-/// A record's quota and limiter bucket.
-struct Limit {
-    quota: Py<Quota>,
-    /// The bucket id (an interned string).
-    bucket: Py<PyString>,
-    /// The bucket in the first limiter charged, so later calls skip the id's fingerprint,
-    /// the shard lock and the lookup (one CAS instead). Set once: a record lives one TTL.
-    handle: OnceLock<core::BucketHandle>,
-}
+impl core::Limited for Payload {
+    type Bucket = BucketName;
 
-impl Limit {
-    /// Charges this record's bucket in `limiter` at `now` (read from the limiter's clock).
-    #[inline]
-    fn charge(
-        &self,
-        py: Python<'_>,
-        limiter: &core::Limiter,
-        cost: u64,
-        now: u64,
-    ) -> PyResult<core::Decision> {
-        let quota = &self.quota.get().inner;
-        if let Some(d) = self
-            .handle
-            .get()
-            .and_then(|h| limiter.try_acquire_handle_at(h, quota, cost, now))
-        {
-            return Ok(d);
-        }
-        let id = self.bucket.bind(py).to_str()?;
-        let (d, handle) =
-            limiter.try_acquire_with_handle_at(id, quota, cost, now, self.handle.get());
-        // Another limiter's handle, or one already set by a racing call, stays.
-        let _ = self.handle.set(handle);
-        Ok(d)
+    fn limit(&self) -> Option<&core::Limit<BucketName>> {
+        self.limit.as_ref()
     }
 }
 
-/// What `verify_and_acquire` answers for a record without a quota: allowed, charged nothing.
-const UNLIMITED: core::Decision = core::Decision {
-    allowed: true,
-    limit: 0,
-    remaining: 0,
-    reset_after: 0.0,
-    retry_after: 0.0,
-};
+/// A bucket id as an interned Python string, so the records of one tenant share one object.
+pub struct BucketName(Py<PyString>);
+
+impl core::BucketId for BucketName {
+    type Error = PyErr;
+
+    fn with_id<R>(&self, f: impl FnOnce(&str) -> R) -> PyResult<R> {
+        Python::attach(|py| Ok(f(self.0.bind(py).to_str()?)))
+    }
+}
 
 /// An `Authorization` header value and an optional `Host`, as bytes.
 type Request<'a> = (&'a [u8], Option<&'a [u8]>);
@@ -198,22 +168,11 @@ impl Verifier {
         let Some((header, host)) = header_and_host(authorization, host)? else {
             return Ok(None);
         };
-        let limiter = &limiter.get().inner;
-        let shared_clock = core::same_clock(self.inner.clock(), limiter.clock());
-        let verdict = self.inner.verify_timed(header, host, |p, now| {
-            let decision = match &p.limit {
-                None => UNLIMITED,
-                Some(limit) => {
-                    let now = if shared_clock {
-                        now
-                    } else {
-                        limiter.clock().monotonic_ns()
-                    };
-                    limit.charge(py, limiter, cost, now)?
-                }
-            };
-            PyResult::Ok((p.object.clone_ref(py), decision))
-        });
+        let verdict =
+            self.inner
+                .verify_and_acquire(header, host, &limiter.get().inner, cost, |p| {
+                    p.object.clone_ref(py)
+                });
         match verdict {
             Verdict::Hit(hit) => {
                 let (object, decision) = hit?;
@@ -259,11 +218,10 @@ impl Verifier {
                     Some(b) => PyString::intern(py, b.to_str()?),
                     None => PyString::intern(py, tenant),
                 };
-                Some(Limit {
-                    quota,
-                    bucket: bucket.unbind(),
-                    handle: OnceLock::new(),
-                })
+                Some(core::Limit::new(
+                    quota.get().inner.clone(),
+                    BucketName(bucket.unbind()),
+                ))
             }
         };
         let record = core::Record {

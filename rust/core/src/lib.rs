@@ -43,4 +43,6 @@ pub use keys::{
     Env, KeyHasher, ParsedKey,
 };
 pub use limiter::{BucketHandle, BucketStore, Decision, HeapStore, Limiter, Quota, QuotaValue};
-pub use verifier::{Miss, Record, Verdict, Verifier, VerifierConfig};
+pub use verifier::{
+    Acquired, BucketId, Limit, Limited, Miss, Record, Verdict, Verifier, VerifierConfig, UNLIMITED,
+};

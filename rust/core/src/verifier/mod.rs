@@ -7,9 +7,13 @@
 //! [`Verifier::insert_refusal`]s it, and verifies again. A host bound to a tenant
 //! ([`domains`]) refuses every other tenant's keys.
 //!
+//! [`Verifier::verify_and_acquire`] also charges the rate limit cached with the record
+//! ([`acquire`]).
+//!
 //! Verification takes one shard read lock (plus the domain map's read lock when a host is
 //! given and any domain is bound, never both at once).
 
+mod acquire;
 mod domains;
 mod table;
 
@@ -22,6 +26,7 @@ use crate::header::bearer_token;
 use crate::keys::{check_key, Digest, DisplayPrefix, KeyHasher};
 use crate::shard::Fingerprinter;
 
+pub use self::acquire::{Acquired, BucketId, Limit, Limited, UNLIMITED};
 use self::domains::Domains;
 use self::table::{deadline, Entry, Table};
 

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use std::sync::atomic::AtomicU64;
+
 use tenantgate_core::{
-    generate_key, Clock, Env, KeyHasher, Limiter, ParsedKey, Quota, Record, SystemClock, Verdict,
-    Verifier, VerifierConfig,
+    generate_key, Clock, Env, KeyHasher, Limit, Limiter, ParsedKey, Quota, Record, SlotStore,
+    SystemClock, Verdict, Verifier, VerifierConfig,
 };
 
 fn benches(c: &mut Criterion) {
@@ -61,6 +63,52 @@ fn benches(c: &mut Criterion) {
             limiter
                 .try_acquire(black_box("tenant-1234"), &quota, 1)
                 .allowed
+        });
+    });
+    // The same acquire on the fixed slot table (memory a caller could share between
+    // processes), sized like the heap store above.
+    let words: Vec<AtomicU64> = (0..SlotStore::<Vec<AtomicU64>>::words_for(1_000_000))
+        .map(|_| AtomicU64::new(0))
+        .collect();
+    let Ok(store) = SlotStore::new(words, [1, 2, 3, 4]) else {
+        return;
+    };
+    let slots = Limiter::with_store(store, clock.clone());
+    c.bench_function("try_acquire_slots", |b| {
+        b.iter(|| {
+            slots
+                .try_acquire(black_box("tenant-1234"), &quota, 1)
+                .allowed
+        });
+    });
+
+    // The one call per request: verify, then charge the record's cached bucket handle.
+    let Ok(fused) = Verifier::new(&pepper, VerifierConfig::default(), clock.clone()) else {
+        return;
+    };
+    let Ok(fused_quota) = Quota::new(1e9, 1_000_000) else {
+        return;
+    };
+    let record = Record {
+        tenant_id: "tenant".to_owned(),
+        key_id: "key".to_owned(),
+        expires_at: Some(4e9),
+        usable: true,
+        payload: Limit::new(Arc::new(fused_quota), "tenant".to_owned()),
+    };
+    let _ = fused.insert(&fused.hash(key.as_bytes()), record);
+    c.bench_function("verify_and_acquire", |b| {
+        b.iter(|| {
+            matches!(
+                fused.verify_and_acquire(
+                    black_box(header.as_bytes()),
+                    Some(b"api.example"),
+                    &limiter,
+                    1,
+                    |_| ()
+                ),
+                Verdict::Hit(Ok(((), d))) if d.allowed
+            )
         });
     });
     c.bench_function("clock_monotonic_ns", |b| b.iter(|| clock.monotonic_ns()));

@@ -42,7 +42,9 @@ pub use keys::{
     check_key, checksum, checksum_string, constant_time_eq, generate_key, Digest, DisplayPrefix,
     Env, KeyHasher, ParsedKey,
 };
-pub use limiter::{BucketHandle, BucketStore, Decision, HeapStore, Limiter, Quota, QuotaValue};
+pub use limiter::{
+    BucketHandle, BucketStore, Decision, HeapStore, Limiter, Quota, QuotaValue, SlotStore,
+};
 pub use verifier::{
     Acquired, BucketId, Limit, Limited, Miss, Record, Verdict, Verifier, VerifierConfig, UNLIMITED,
 };

@@ -3,11 +3,14 @@
 //! * [`gcra`]: the arithmetic — [`Quota`], [`Decision`], and [`gcra::decide`] over one TAT.
 //! * [`store`]: where the TATs live, behind the [`BucketStore`] trait: [`HeapStore`] (sharded
 //!   heap maps, with [`BucketHandle`]s for callers that charge one id again and again).
+//! * [`slots`]: [`SlotStore`], a fixed table of atomics in memory the caller provides, so
+//!   that worker processes can share it (not yet used by the binding).
 //!
 //! [`Limiter`] puts a store and a clock together. Each bucket is one `AtomicU64` updated by
 //! compare-and-swap; there is no background refill thread.
 
 pub mod gcra;
+pub mod slots;
 pub mod store;
 
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use crate::clock::Clock;
 use crate::error::CoreResult;
 
 pub use self::gcra::{Decision, Quota, QuotaValue};
+pub use self::slots::SlotStore;
 pub use self::store::{BucketHandle, BucketStore, HeapStore};
 
 /// Many token buckets keyed by id, each checked against a caller-chosen [`Quota`], in the

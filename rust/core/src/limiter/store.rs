@@ -26,7 +26,8 @@ use crate::shard::{keep_after_eviction, shard_layout, shard_of, Fingerprinter, F
 /// Storage for GCRA buckets: one TAT (a `u64`, see [`super::gcra`]) per id.
 ///
 /// The arithmetic ([`super::gcra::acquire`]) is written once against this trait, so the same
-/// code runs over [`HeapStore`] (heap maps, one process) or any other store.
+/// code runs over [`HeapStore`] (heap maps, one process) or [`super::SlotStore`] (a fixed table
+/// of atomics in memory the caller provides).
 pub trait BucketStore {
     /// Applies one step to `id`'s bucket atomically and returns its answer.
     ///

@@ -10,16 +10,17 @@ or simply ``tenantgate serve``.
 from __future__ import annotations
 
 from litestar import Litestar, Router
-from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from tenantgate import __version__
+from tenantgate.http.openapi import ADMIN_SCHEME, TENANT_SCHEME, DocumentedOpenAPIConfig
 from tenantgate.plugin import TenantGatePlugin
 from tenantgate.routes import SERVICE_ROUTES
 from tenantgate.routes.admin import AdminController
 from tenantgate.routes.tenant import TenantController
 from tenantgate.settings import Settings
+from tenantgate.tenancy.schemas import JSON_VALUE_SCHEMAS, REQUEST_BODIES
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -35,17 +36,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router("/", route_handlers=[TenantController], middleware=plugin.tenant_middleware),
         ],
         plugins=[plugin],
-        openapi_config=OpenAPIConfig(
+        openapi_config=DocumentedOpenAPIConfig(
+            request_bodies=REQUEST_BODIES,
+            named_schemas=JSON_VALUE_SCHEMAS,
             title="tenantgate",
             version=__version__,
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), JsonRenderPlugin()],
             components=Components(
                 security_schemes={
-                    "tenantKey": SecurityScheme(
+                    TENANT_SCHEME: SecurityScheme(
                         type="http", scheme="bearer", description="a tenant API key, tg_live_…"
                     ),
-                    "adminToken": SecurityScheme(
+                    ADMIN_SCHEME: SecurityScheme(
                         type="http", scheme="bearer", description="TENANTGATE_ADMIN_TOKEN"
                     ),
                 }

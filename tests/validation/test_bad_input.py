@@ -198,11 +198,22 @@ BAD_CURSORS = [
     "not a cursor",
     "AAAA",  # valid base64, wrong length
     "A" * 31,  # not a whole number of base64 bytes
-    "BY0V4XYoAAAAAAAAAAAAAAAAAAAAAAAA",  # 24 bytes: a time after the year 9999
-    "f_________8AAAAAAAAAAAAAAAAAAAAA",  # 24 bytes: the largest time there is
+    "A" * 33,
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",  # padded
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+/",  # base64, not base64url
+    "A" * 32 + "\n",
+    "",
     "f" * 1000,
     "\u00e9t\u00e9",
 ]
+# 32 characters of base64url are 24 bytes: a position, even one no row has (OpenAPI's pattern).
+CURSORS_POINTING_NOWHERE = {
+    "BY0V4XYoAAAAAAAAAAAAAAAAAAAAAAAA": "empty",  # a time after the year 9999
+    "f_________8AAAAAAAAAAAAAAAAAAAAA": "empty",  # the largest time there is
+    "gAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA": "everything",  # the smallest time there is
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA": "everything",  # the epoch, the nil id
+    "_" * 32: "everything",  # a time before the epoch, the largest id
+}
 
 
 @pytest.mark.parametrize("limit", BAD_LIMITS)
@@ -217,6 +228,21 @@ def test_bad_limits_are_422(service, tenant, admin_headers, path, limit):
 def test_bad_cursors_are_422(service, tenant, admin_headers, path, cursor):
     headers = admin_headers if path.startswith("/admin") else tenant.headers
     assert_problem(service.get(path, params={"cursor": cursor}, headers=headers), 422)
+
+
+@pytest.mark.parametrize("cursor", sorted(CURSORS_POINTING_NOWHERE))
+@pytest.mark.parametrize("path", ["/v1/items", "/admin/v1/tenants"])
+def test_well_formed_cursors_that_point_nowhere_position_the_page(
+    service, tenant, item_id, admin_headers, path, cursor
+):
+    headers = admin_headers if path.startswith("/admin") else tenant.headers
+    answer = service.get(path, params={"cursor": cursor}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    entries = answer.json()["items" if path == "/v1/items" else "tenants"]
+    if CURSORS_POINTING_NOWHERE[cursor] == "empty":
+        assert entries == []
+    else:
+        assert entries  # the page starts at the beginning
 
 
 @pytest.mark.parametrize("limit", ["1", "100"])

@@ -1,20 +1,28 @@
 """The operator's API, `/admin/v1`: tenants, their keys, plans.
 
 Every route here sits behind `AdminAuthMiddleware` (the admin token, compared in constant
-time) and calls one `AdminService` use case.
+time) and calls one `AdminService` use case. Bodies are converted strictly (`strict_body`):
+what the OpenAPI document forbids is refused. `data` stays in each signature all the same:
+Litestar documents the body from it, and refuses a malformed one before the handler runs. The
+statuses each route can answer are documented by `tenantgate.http.openapi`; a route declares
+only what no rule gives it (`problems(409)`, notes on a state-dependent 422).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, delete, get, patch, post, put
+from litestar import Request, delete, get, patch, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.params import FromPath, JSONBody, PathParameter
 
+from tenantgate.http.openapi import ADMIN_SCHEME, problems
+from tenantgate.routes.controller import ApiController
+from tenantgate.routes.params import Cursor, PageLimit, strict_body
 from tenantgate.tenancy.admin import AdminService
 from tenantgate.tenancy.schemas import (
+    PLAN_NAME_PATTERN,
     CreateKey,
     CreateTenant,
     KeyList,
@@ -33,20 +41,25 @@ __all__ = ["AdminController"]
 
 Admin = NamedDependency[AdminService]
 Id = FromPath[UUID]
-Cursor = FromQuery[str | None]
-PageLimit = Annotated[int, QueryParameter(ge=1, le=100, description="page size, 1..100")]
-PlanNameParam = Annotated[str, PathParameter(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+PlanNameParam = Annotated[str, PathParameter(pattern=PLAN_NAME_PATTERN)]
+AnyRequest = Request[Any, Any, Any]
 
 
-class AdminController(Controller):
+class AdminController(ApiController):
     path = "/admin/v1"
     tags = ["admin"]  # noqa: RUF012 — Litestar reads it as a plain class attribute
-    security = [{"adminToken": []}]  # noqa: RUF012
+    security = [{ADMIN_SCHEME: []}]  # noqa: RUF012
 
-    @post("/tenants", status_code=201)
-    async def create_tenant(self, data: JSONBody[CreateTenant], admin: Admin) -> TenantCreated:
+    @post(
+        "/tenants",
+        status_code=201,
+        responses=problems(409, notes={422: "Also for a plan that does not exist."}),
+    )
+    async def create_tenant(
+        self, data: JSONBody[CreateTenant], request: AnyRequest, admin: Admin
+    ) -> TenantCreated:
         """Create a tenant: its schema, role and first API key (shown this once)."""
-        return await admin.create_tenant(data)
+        return await admin.create_tenant(await strict_body(request, CreateTenant))
 
     @get("/tenants")
     async def list_tenants(
@@ -62,27 +75,46 @@ class AdminController(Controller):
     async def get_tenant(self, tenant_id: Id, admin: Admin) -> Tenant:
         return await admin.get_tenant(tenant_id)
 
-    @patch("/tenants/{tenant_id:uuid}")
+    @patch(
+        "/tenants/{tenant_id:uuid}",
+        responses=problems(
+            409,
+            notes={
+                422: "Also for a plan that does not exist, or a custom_domain for a tenant that"
+                " is not an enterprise tenant."
+            },
+        ),
+    )
     async def patch_tenant(
-        self, tenant_id: Id, data: JSONBody[PatchTenant], admin: Admin
+        self, tenant_id: Id, data: JSONBody[PatchTenant], request: AnyRequest, admin: Admin
     ) -> Tenant:
         """Rename, change plan, suspend or reactivate, or change the custom domain."""
-        return await admin.patch_tenant(tenant_id, data)
+        return await admin.patch_tenant(tenant_id, await strict_body(request, PatchTenant))
 
     @delete("/tenants/{tenant_id:uuid}", status_code=204)
     async def delete_tenant(self, tenant_id: Id, admin: Admin) -> None:
         """Delete a tenant's schema, role, keys and row; its audit records stay."""
         await admin.delete_tenant(tenant_id)
 
-    @post("/tenants/{tenant_id:uuid}/keys", status_code=201)
+    @post(
+        "/tenants/{tenant_id:uuid}/keys",
+        status_code=201,
+        responses=problems(
+            notes={
+                422: "Also for `hsm: true` unless the tenant is an enterprise tenant and an HSM"
+                " is configured."
+            }
+        ),
+    )
     async def create_key(
         self,
         tenant_id: Id,
+        request: AnyRequest,
         admin: Admin,
         data: JSONBody[CreateKey | None] = None,
     ) -> NewKey:
-        """Issue another key; its secret is in this answer only."""
-        return await admin.create_key(tenant_id, data or CreateKey())
+        """Issue another key; its secret is in this answer only. The body may be left out."""
+        return await admin.create_key(tenant_id, await strict_body(request, CreateKey, CreateKey()))
 
     @get("/tenants/{tenant_id:uuid}/keys")
     async def list_keys(self, tenant_id: Id, admin: Admin) -> KeyList:
@@ -94,11 +126,14 @@ class AdminController(Controller):
         self,
         tenant_id: Id,
         key_id: Id,
+        request: AnyRequest,
         admin: Admin,
         data: JSONBody[RotateKey | None] = None,
     ) -> NewKey:
-        """Issue a successor; the old key expires after the grace period."""
-        return await admin.rotate_key(tenant_id, key_id, data or RotateKey())
+        """Issue a successor; the old key expires after the grace period. The body may be left
+        out."""
+        body = await strict_body(request, RotateKey, RotateKey())
+        return await admin.rotate_key(tenant_id, key_id, body)
 
     @delete("/tenants/{tenant_id:uuid}/keys/{key_id:uuid}", status_code=204)
     async def revoke_key(
@@ -115,6 +150,8 @@ class AdminController(Controller):
         return PlanList(plans=await admin.list_plans())
 
     @put("/plans/{name:str}")
-    async def put_plan(self, name: PlanNameParam, data: JSONBody[PutPlan], admin: Admin) -> Plan:
+    async def put_plan(
+        self, name: PlanNameParam, data: JSONBody[PutPlan], request: AnyRequest, admin: Admin
+    ) -> Plan:
         """Create or change a plan; its tenants get the new limits within a second."""
-        return await admin.put_plan(name, data)
+        return await admin.put_plan(name, await strict_body(request, PutPlan))

@@ -18,6 +18,7 @@ import anyio.to_thread
 from litestar import Response, get
 from litestar.di import NamedDependency
 
+from tenantgate.http.openapi import problems
 from tenantgate.http.problems import problem_response
 from tenantgate.resources import Resources
 
@@ -35,7 +36,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", tags=["service"])
+@get("/readyz", tags=["service"], responses=problems(503))
 async def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, Any]]:
     """PostgreSQL, Redis and S3 all answer (200), or which of them does not (503)."""
     names = ("postgres", "redis", "s3")

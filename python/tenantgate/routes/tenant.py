@@ -1,20 +1,24 @@
 """The tenant API, `/v1`: every handler acts as the caller's tenant and nothing else.
 
 Handlers receive `tenant` (the caller's identity) and `db` (a connection inside a transaction
-that is the tenant's role and schema) by dependency injection.
+that is the tenant's role and schema) by dependency injection. An item body has no field that
+Litestar's lenient conversion could change (`data` is any JSON object), so it is not decoded
+again strictly. The statuses each route can answer are documented by `tenantgate.http.openapi`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, delete, get, post, put
+from litestar import delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from tenantgate.db.types import Connection
+from tenantgate.http.openapi import TENANT_SCHEME
 from tenantgate.identity import TenantIdentity
+from tenantgate.routes.controller import ApiController
+from tenantgate.routes.params import Cursor, PageLimit
 from tenantgate.tenancy import items
 from tenantgate.tenancy.schemas import Item, ItemBody, ItemPage, Me
 
@@ -23,14 +27,12 @@ __all__ = ["TenantController"]
 Db = NamedDependency[Connection]
 Caller = NamedDependency[TenantIdentity]
 Id = FromPath[UUID]
-Cursor = FromQuery[str | None]
-PageLimit = Annotated[int, QueryParameter(ge=1, le=100, description="page size, 1..100")]
 
 
-class TenantController(Controller):
+class TenantController(ApiController):
     path = "/v1"
     tags = ["tenant"]  # noqa: RUF012 — Litestar reads it as a plain class attribute
-    security = [{"tenantKey": []}]  # noqa: RUF012
+    security = [{TENANT_SCHEME: []}]  # noqa: RUF012
 
     @get("/me", sync_to_thread=False)
     def me(self, tenant: Caller) -> Me:

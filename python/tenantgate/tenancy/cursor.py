@@ -2,20 +2,42 @@
 
 A listing query selects `KEYSET_PAGE_SQL`'s condition, order and limit with the parameters
 from `page_parameters`, and `split_page` turns the rows into the page and the next cursor.
+
+A cursor is the 24 bytes (8: microseconds since the epoch, signed, big-endian; 16: the id) in
+unpadded base64url: exactly 32 characters of `CURSOR_PATTERN`. Every such string is a cursor: one
+that points nowhere (another tenant's row, a deleted row, a time no row has) only positions the
+page, and a time outside what a datetime can hold is clamped, so it is the first page (before
+year 1) or an empty one (after 9999). Anything else is invalid input (422).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 from uuid import UUID
 
 from tenantgate.errors import InvalidInputError
 
-__all__ = ["KEYSET_PAGE_SQL", "decode_cursor", "encode_cursor", "page_parameters", "split_page"]
+__all__ = [
+    "CURSOR_LENGTH",
+    "CURSOR_PATTERN",
+    "KEYSET_PAGE_SQL",
+    "decode_cursor",
+    "encode_cursor",
+    "page_parameters",
+    "split_page",
+]
+
+CURSOR_LENGTH: Final = 32
+"""Characters in a cursor: 24 bytes in base64url without padding."""
+
+CURSOR_PATTERN: Final = r"^[A-Za-z0-9_-]{32}$"
+"""What a cursor looks like, for validation and for the OpenAPI document alike."""
+
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 KEYSET_PAGE_SQL = """
  WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2)
@@ -37,7 +59,7 @@ Entry = TypeVar("Entry", bound=_Keyed)
 
 def page_parameters(cursor: str | None, limit: int) -> tuple[datetime | None, UUID | None, int]:
     """$1, $2, $3 of `KEYSET_PAGE_SQL`: one row more than the page, to know if another follows."""
-    if not cursor:
+    if cursor is None:
         return None, None, limit + 1
     created_at, row_id = decode_cursor(cursor)
     return created_at, row_id, limit + 1
@@ -54,6 +76,8 @@ def split_page(
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_MICROS: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_MAX_MICROS: Final = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
 def encode_cursor(created_at: datetime, row_id: UUID) -> str:
@@ -63,15 +87,12 @@ def encode_cursor(created_at: datetime, row_id: UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInputError("cursor is not valid") from exc
-    if len(raw) != 24:
-        raise InvalidInputError("cursor is not valid")
+    """The position a cursor names; InvalidInputError unless it matches `CURSOR_PATTERN`."""
+    if not _CURSOR.fullmatch(cursor):  # also refuses "\n" after it, which `$` would allow
+        raise InvalidInputError(
+            f"cursor must be {CURSOR_LENGTH} characters of base64url, as next_cursor gives"
+        )
+    raw = base64.urlsafe_b64decode(cursor)  # 32 characters are 24 whole bytes, no padding
     micros = int.from_bytes(raw[:8], "big", signed=True)
-    try:
-        created_at = _EPOCH + timedelta(microseconds=micros)
-    except OverflowError as exc:
-        raise InvalidInputError("cursor is not valid") from exc
-    return created_at, UUID(bytes=raw[8:])
+    micros = min(max(micros, _MIN_MICROS), _MAX_MICROS)
+    return _EPOCH + timedelta(microseconds=micros), UUID(bytes=raw[8:])

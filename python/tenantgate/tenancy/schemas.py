@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 import msgspec
@@ -16,6 +16,12 @@ import msgspec
 from tenantgate.errors import InvalidInputError
 
 __all__ = [
+    "DOMAIN_PATTERN",
+    "JSON_VALUE_SCHEMAS",
+    "MAX_ITEM_DEPTH",
+    "NO_NUL_PATTERN",
+    "PLAN_NAME_PATTERN",
+    "REQUEST_BODIES",
     "CreateKey",
     "CreateTenant",
     "Item",
@@ -37,28 +43,40 @@ __all__ = [
     "validate_item_data",
 ]
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-PlanName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+NO_NUL_PATTERN = r"^[^\x00]*$"
+"""PostgreSQL text cannot hold U+0000: a name with one is refused (422) like any invalid input."""
+
+PLAN_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DOMAIN_PATTERN = rf"^(?:{_LABEL}\.)+{_TOP_LABEL}\.?$"
+"""A host name of two or more labels, letters, digits and inner hyphens, 1 to 63 characters each,
+the last one starting with a letter, at most 253 characters as sent; any case, and an absolute
+name's trailing dot (it is stored case-folded, without the dot)."""
+
+DOMAIN_MAX_LENGTH = 253
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL_PATTERN)]
+PlanName = Annotated[str, msgspec.Meta(pattern=PLAN_NAME_PATTERN)]
+Domain = Annotated[str, msgspec.Meta(max_length=DOMAIN_MAX_LENGTH, pattern=DOMAIN_PATTERN)]
 Tier = Literal["standard", "enterprise"]
 Status = Literal["active", "suspended"]
 TEN_YEARS = 10 * 366 * 24 * 3600
 MAX_ITEM_DEPTH = 32
 
-_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DOMAIN = re.compile(DOMAIN_PATTERN)
 
 
 def normalise_domain(value: str) -> str:
-    """Case-fold a host name and check it is one; InvalidInputError otherwise."""
-    domain = value.strip().lower().rstrip(".")
-    labels = domain.split(".")
-    if (
-        len(domain) > 253
-        or len(labels) < 2
-        or not all(_DOMAIN_LABEL.match(label) for label in labels)
-        or labels[-1].isdigit()
-    ):
+    """Case-fold a host name and check it is one (`DOMAIN_PATTERN`); InvalidInputError otherwise.
+
+    msgspec already checked the pattern with `re.search`, whose `$` also matches before a final
+    newline; the full match here is the JSON Schema meaning of the pattern.
+    """
+    if len(value) > DOMAIN_MAX_LENGTH or not _DOMAIN.fullmatch(value):
         raise InvalidInputError(f"custom_domain {value!r} is not a valid host name")
-    return domain
+    return value.lower().removesuffix(".")
 
 
 def validate_item_data(data: dict[str, Any]) -> None:
@@ -129,18 +147,27 @@ class CreateTenant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Name
     plan: PlanName = "free"
     tier: Tier = "standard"
-    custom_domain: str | None = None
+    custom_domain: Domain | None = None
+
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "description": "A custom_domain is only for an enterprise tenant (else 422).",
+        "anyOf": [
+            {"properties": {"custom_domain": {"type": "null"}}},
+            {"required": ["tier"], "properties": {"tier": {"const": "enterprise"}}},
+        ],
+    }
+    """The rule across fields that `AdminService.create_tenant` checks, for the OpenAPI document."""
 
 
 class PatchTenant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Name | msgspec.UnsetType = msgspec.UNSET
     plan: PlanName | msgspec.UnsetType = msgspec.UNSET
     status: Status | msgspec.UnsetType = msgspec.UNSET
-    custom_domain: str | msgspec.UnsetType | None = msgspec.UNSET
+    custom_domain: Domain | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class CreateKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    name: Name | None = None
     expires_in_seconds: Annotated[int, msgspec.Meta(ge=1, le=TEN_YEARS)] | None = None
     hsm: bool = False
 
@@ -162,8 +189,44 @@ class Me(msgspec.Struct, frozen=True):
     key_id: UUID
 
 
+_NO_NUL_TEXT: dict[str, Any] = {"type": "string", "pattern": NO_NUL_PATTERN}
+JSON_VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "JsonValue": {
+        "description": "Any JSON value whose strings and keys hold no U+0000 (jsonb cannot).",
+        "anyOf": [
+            {"type": ["null", "boolean", "number"]},
+            _NO_NUL_TEXT,
+            {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+            {"$ref": "#/components/schemas/JsonObject"},
+        ],
+    },
+    "JsonObject": {
+        "type": "object",
+        "propertyNames": _NO_NUL_TEXT,
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+    },
+}
+"""Named schemas the request bodies refer to (``$ref`` into an OpenAPI document's components):
+what an item's `data` may hold, as far as JSON Schema can say it."""
+
+ItemData = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description=(
+            f"any JSON object nested at most {MAX_ITEM_DEPTH} levels deep (objects and arrays"
+            " count, `data` itself is level 1), with no U+0000 in a string or key, and numbers"
+            " a double can hold; else 422"
+        ),
+        extra_json_schema={
+            "propertyNames": _NO_NUL_TEXT,
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+        },
+    ),
+]
+
+
 class ItemBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    data: dict[str, Any]
+    data: ItemData
 
 
 class Item(msgspec.Struct, frozen=True):
@@ -176,3 +239,14 @@ class Item(msgspec.Struct, frozen=True):
 class ItemPage(msgspec.Struct, frozen=True):
     items: list[Item]
     next_cursor: str | None
+
+
+REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
+    CreateTenant,
+    PatchTenant,
+    CreateKey,
+    RotateKey,
+    PutPlan,
+    ItemBody,
+)
+"""The shapes clients send: decoded with unknown fields refused, documented as msgspec sees them."""

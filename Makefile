@@ -49,6 +49,10 @@ test: build lint ## cargo test, stub check, and the whole pytest suite against r
 	$(BIN)/python -m mypy.stubtest tenantgate._native
 	$(BIN)/pytest
 
+.PHONY: fuzz-api
+fuzz-api: build ## schemathesis, all checks, against a fresh `tenantgate dev`: tenant, admin and service APIs
+	$(BIN)/python tests/contract/fuzz_api.py
+
 .PHONY: bench
 bench: build ## Benchmarks: native vs pure-Python reference; writes bench-results.json
 	$(BIN)/pytest benches --benchmark-enable --benchmark-only --benchmark-json=bench-results.json -q

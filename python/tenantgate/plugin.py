@@ -19,8 +19,6 @@ Routes stay the application's choice: add :data:`tenantgate.routes.SERVICE_ROUTE
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
@@ -29,13 +27,14 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.plugins import InitPluginProtocol
 
+from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.scoped import tenant_transaction
 from tenantgate.db.types import Connection
 from tenantgate.http.admin_auth import AdminAuthMiddleware
 from tenantgate.http.metrics import METRICS_STATE_KEY, MetricsMiddleware, ServiceMetrics
 from tenantgate.http.problems import DEFAULT_EXCEPTION_HANDLERS
 from tenantgate.http.request_id import RequestIdMiddleware, attach_request_id
-from tenantgate.identity import Directory, TenantIdentificationMiddleware, TenantIdentity
+from tenantgate.identity import IdentityCache, TenantIdentificationMiddleware, TenantIdentity
 from tenantgate.keys import KeyHasher, Verifier
 from tenantgate.limits import Limiter
 from tenantgate.resources import Resources, open_resources
@@ -101,16 +100,20 @@ async def provide_tenant_db(
 class TenantGatePlugin(InitPluginProtocol):
     """Wire tenantgate's lifespan, dependencies, middleware and error handling into an app."""
 
-    __slots__ = ("directory", "issuer", "metrics", "settings")
+    __slots__ = ("identity", "issuer", "limiter", "metrics", "settings")
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, key_cache_ttl_seconds: float = KEY_CACHE_TTL_SECONDS
+    ) -> None:
         self.settings = settings
         """The configuration the application serves with."""
         self.metrics = ServiceMetrics()
         """This application's metrics registry and collectors."""
         pepper = settings.security.key_pepper
-        self.directory = Directory(Verifier(pepper, ttl_seconds=KEY_CACHE_TTL_SECONDS), Limiter())
+        self.identity = IdentityCache(Verifier(pepper, ttl_seconds=key_cache_ttl_seconds))
         """What this instance knows of keys, plans and custom domains."""
+        self.limiter = Limiter()
+        """The tenants' token buckets."""
         self.issuer = KeyIssuer(KeyHasher(pepper))
         """Makes new API keys."""
 
@@ -119,7 +122,7 @@ class TenantGatePlugin(InitPluginProtocol):
         """Put this on a router (``middleware=``) to make its routes tenant routes: each
         request is identified by its API key, and handlers may ask for ``tenant`` and
         ``db``."""
-        return [TenantIdentificationMiddleware(self.directory)]
+        return [TenantIdentificationMiddleware(self.identity.keys, self.limiter)]
 
     @property
     def admin_middleware(self) -> list[ASGIMiddleware]:
@@ -159,16 +162,10 @@ class TenantGatePlugin(InitPluginProtocol):
         app.request_max_body_size = self.settings.limits.max_body_bytes
         async with open_resources(self.settings) as resources:
             app.state[RESOURCES_STATE_KEY] = resources
-            self.directory.attach(resources.db_pool)
-            app.state[ADMIN_STATE_KEY] = AdminService(
-                resources.db_pool, self.issuer, self.directory
-            )
-            refresher = asyncio.create_task(self.directory.refresh_forever())
+            app.state[ADMIN_STATE_KEY] = AdminService(resources.db_pool, self.issuer, self.identity)
             try:
-                yield
+                async with self.identity.serving(PostgresIdentitySource(resources.database)):
+                    yield
             finally:
-                refresher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await refresher
                 del app.state[ADMIN_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]

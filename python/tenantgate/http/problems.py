@@ -34,6 +34,7 @@ from tenantgate.errors import (
     TenantGoneError,
 )
 from tenantgate.http.request_id import request_id_of
+from tenantgate.identity.responses import forbidden_response
 from tenantgate.storage.errors import translate as translate_s3_error
 
 if TYPE_CHECKING:
@@ -132,11 +133,10 @@ def handle_conflict(
     return problem_response(HTTPStatus.CONFLICT, str(exc))
 
 
-def handle_tenant_gone(
-    request: Request[Any, Any, Any], exc: TenantGoneError
-) -> Response[dict[str, Any]]:
-    """The caller's tenant was deleted meanwhile: the same ``403`` as any refused key."""
-    return problem_response(HTTPStatus.FORBIDDEN)
+def handle_tenant_gone(request: Request[Any, Any, Any], exc: TenantGoneError) -> Response[bytes]:
+    """The caller's tenant was deleted (through another instance) after its key was cached:
+    the one ``403`` of every refused key, byte for byte and header for header."""
+    return forbidden_response()
 
 
 def handle_invalid_input(

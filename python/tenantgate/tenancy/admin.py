@@ -37,7 +37,7 @@ from tenantgate.tenancy.schemas import (
 )
 
 if TYPE_CHECKING:
-    from tenantgate.identity import Directory
+    from tenantgate.identity import IdentityCache
     from tenantgate.tenancy.keyring import IssuedKey, KeyIssuer
 
 __all__ = ["AdminService"]
@@ -82,7 +82,7 @@ def _new_key(row: asyncpg.Record, issued: IssuedKey) -> NewKey:
 
 
 class AdminService:
-    def __init__(self, pool: asyncpg.Pool, issuer: KeyIssuer, directory: Directory) -> None:
+    def __init__(self, pool: asyncpg.Pool, issuer: KeyIssuer, directory: IdentityCache) -> None:
         self._pool = pool
         self._issuer = issuer
         self._directory = directory
@@ -104,7 +104,7 @@ class AdminService:
                 )
         tenant = _tenant(tenant_row)
         if domain is not None:
-            self._directory.bind_domain(domain, tenant.id)
+            await self._directory.reload_domains()
         return TenantCreated(tenant=tenant, api_key=_new_key(key_row, issued))
 
     async def list_tenants(self, limit: int, cursor: str | None) -> TenantPage:
@@ -154,10 +154,8 @@ class AdminService:
         if row is None:
             raise NotFoundError("tenant")
         tenant = _tenant(row)
-        if current.custom_domain and current.custom_domain != tenant.custom_domain:
-            self._directory.unbind_domain(current.custom_domain)
-        if tenant.custom_domain:
-            self._directory.bind_domain(tenant.custom_domain, tenant.id)
+        if current.custom_domain != tenant.custom_domain:
+            await self._directory.reload_domains()
         self._directory.forget_tenant(tenant_id)
         return tenant
 
@@ -169,7 +167,7 @@ class AdminService:
         if not deleted:
             raise NotFoundError("tenant")
         if current.custom_domain:
-            self._directory.unbind_domain(current.custom_domain)
+            await self._directory.reload_domains()
         self._directory.forget_tenant(tenant_id)
 
     # -- keys ----------------------------------------------------------------------------
@@ -252,5 +250,5 @@ class AdminService:
             )
         assert row is not None
         plan = Plan(row["name"], row["rate_per_second"], row["burst"])
-        self._directory.set_plan(plan.name, plan.rate_per_second, plan.burst)
+        await self._directory.reload_plans()
         return plan

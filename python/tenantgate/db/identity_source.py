@@ -1,0 +1,76 @@
+"""Identification's view of PostgreSQL: keys, plans and custom domains.
+
+:class:`PostgresIdentitySource` is the :class:`~tenantgate.identity.source.IdentitySource` the
+service runs with: identification asks it, and never asyncpg, for what it needs. Its
+statements run through :class:`~tenantgate.db.database.Database`, so they are retried once on a
+pooled connection found dead, and an outage is a
+:class:`~tenantgate.errors.ServiceUnavailableError`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from tenantgate.identity.source import KeyRecord, PlanRecord
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from tenantgate.db.database import Database
+
+__all__ = ["PostgresIdentitySource"]
+
+# Marks the key as used (at most once per key-cache lifetime, so it stays cheap); running it
+# twice is harmless, so Database may retry it.
+_FIND_KEY: Final = """
+WITH used AS (
+    UPDATE api_keys SET last_used_at = now()
+     WHERE key_hash = $1
+    RETURNING id, tenant_id, status, expires_at
+)
+SELECT used.id AS key_id, used.status AS key_status, used.expires_at, used.tenant_id,
+       t.name AS tenant_name, t.status AS tenant_status, t.plan, t.tier,
+       p.rate_per_second, p.burst
+  FROM used
+  JOIN tenants t ON t.id = used.tenant_id
+  JOIN plans p ON p.name = t.plan
+"""
+
+_PLANS: Final = "SELECT name, rate_per_second, burst FROM plans"
+
+_CUSTOM_DOMAINS: Final = "SELECT custom_domain, id FROM tenants WHERE custom_domain IS NOT NULL"
+
+
+class PostgresIdentitySource:
+    """Keys, plans and custom domains as the service's own login role reads them."""
+
+    __slots__ = ("_database",)
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def find_key(self, digest: bytes) -> KeyRecord | None:
+        """The key stored under ``digest``, its tenant and its plan; marks it as used."""
+        row = await self._database.fetchrow(_FIND_KEY, digest)
+        if row is None:
+            return None
+        return KeyRecord(
+            key_id=row["key_id"],
+            key_status=row["key_status"],
+            expires_at=row["expires_at"],
+            tenant_id=row["tenant_id"],
+            tenant_name=row["tenant_name"],
+            tenant_status=row["tenant_status"],
+            plan=row["plan"],
+            tier=row["tier"],
+            rate_per_second=row["rate_per_second"],
+            burst=row["burst"],
+        )
+
+    async def load_plans(self) -> list[PlanRecord]:
+        rows = await self._database.fetch(_PLANS)
+        return [PlanRecord(row["name"], row["rate_per_second"], row["burst"]) for row in rows]
+
+    async def load_custom_domains(self) -> dict[str, UUID]:
+        rows = await self._database.fetch(_CUSTOM_DOMAINS)
+        return {row["custom_domain"]: row["id"] for row in rows}

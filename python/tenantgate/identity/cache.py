@@ -1,0 +1,124 @@
+"""`IdentityCache`: what this instance knows of keys, plans and custom domains.
+
+It puts the key cache, the plans and the domains together over one
+:class:`~tenantgate.identity.source.IdentitySource`, keeps them fresh (plans and domains are
+reloaded every second, key records expire after the verifier's TTL), and is what the
+operator's use cases tell about a change they made, so that it applies at once on this
+instance:
+
+======================================  ===============================================
+after the operator changes...           call
+======================================  ===============================================
+a key (revoked, rotated)                ``forget_key(key_id)``
+a tenant (status, plan, name, deleted)  ``forget_tenant(tenant_id)``
+a custom domain (tenant created with    ``await reload_domains()``
+one, domain set, changed or removed,
+tenant deleted with one)
+a plan (created or changed)             ``await reload_plans()``
+======================================  ===============================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from tenantgate.errors import ServiceUnavailableError
+from tenantgate.identity.domains import Domains
+from tenantgate.identity.key_cache import KeyCache
+from tenantgate.identity.plans import Plans
+
+if TYPE_CHECKING:
+    from tenantgate.identity.source import IdentitySource, KeyRecord, PlanRecord
+    from tenantgate.keys import Verifier
+
+__all__ = ["REFRESH_INTERVAL_SECONDS", "IdentityCache"]
+
+REFRESH_INTERVAL_SECONDS = 1.0
+"""How often plans and custom domains are reloaded: the bound on how late a change made
+through another instance applies here."""
+
+_logger = logging.getLogger("tenantgate.identity")
+
+
+class IdentityCache:
+    """This instance's key cache, plans and domains, over one source of truth."""
+
+    def __init__(self, verifier: Verifier) -> None:
+        self._source: IdentitySource | None = None
+        self.plans = Plans(self._load_plans)
+        self.domains = Domains(verifier, self._load_custom_domains)
+        self.keys = KeyCache(verifier, self.plans, self._find_key)
+
+    @contextlib.asynccontextmanager
+    async def serving(
+        self, source: IdentitySource, *, refresh_interval: float = REFRESH_INTERVAL_SECONDS
+    ) -> AsyncIterator[None]:
+        """Use ``source`` and reload plans and domains from it every ``refresh_interval``
+        seconds until the block ends."""
+        self._source = source
+        refresher = asyncio.create_task(self._refresh_forever(refresh_interval))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            self._source = None
+
+    # -- what the operator's use cases call after a change ------------------------------
+
+    def forget_key(self, key_id: UUID) -> None:
+        """The key changed: its next request here looks it up again."""
+        self.keys.forget_key(key_id)
+
+    def forget_tenant(self, tenant_id: UUID) -> None:
+        """The tenant changed: the next request with any of its keys looks it up again."""
+        self.keys.forget_tenant(tenant_id)
+
+    async def reload_plans(self) -> None:
+        """A plan changed: reload every plan now. An outage is logged, not raised (the
+        change is stored; the next refresh applies it)."""
+        await self._reload("plans", self.plans.reload)
+
+    async def reload_domains(self) -> None:
+        """A custom domain changed: reload every binding now. An outage is logged, not
+        raised (the change is stored; the next refresh applies it)."""
+        await self._reload("custom domains", self.domains.reload)
+
+    # -- internals -----------------------------------------------------------------------
+
+    async def _reload(self, what: str, reload: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await reload()
+        except ServiceUnavailableError as exc:
+            _logger.warning("reloading %s: %s; the next refresh retries", what, exc)
+
+    async def _refresh_forever(self, interval: float) -> None:
+        while True:
+            for what, reload in (("plans", self.plans.reload), ("domains", self.domains.reload)):
+                try:
+                    await reload()
+                except ServiceUnavailableError:
+                    pass  # waited out: the next round tries again
+                except Exception:
+                    _logger.exception("refreshing %s failed", what)
+            await asyncio.sleep(interval)
+
+    def _require_source(self) -> IdentitySource:
+        if self._source is None:
+            raise RuntimeError("IdentityCache used outside IdentityCache.serving()")
+        return self._source
+
+    async def _find_key(self, digest: bytes) -> KeyRecord | None:
+        return await self._require_source().find_key(digest)
+
+    async def _load_plans(self) -> Sequence[PlanRecord]:
+        return await self._require_source().load_plans()
+
+    async def _load_custom_domains(self) -> Mapping[str, UUID]:
+        return await self._require_source().load_custom_domains()

@@ -1,0 +1,87 @@
+"""The ASGI middleware that ties each tenant request to exactly one tenant.
+
+It runs before any route code and before the body is read. One native call
+(`Verifier.verify_and_acquire`) parses the `Authorization` header, checks the key's checksum,
+hashes it, finds it in the key cache, checks status, expiry and custom-domain binding, and
+takes a token from the tenant's bucket. On a `Miss` the key cache looks the key up and the
+call is made again. Every refusal, whatever its reason, is the one 403; an empty bucket is the
+429; every other response carries the rate-limit headers.
+
+The caller's `TenantIdentity` is then on `scope["state"]["tenant"]` and in the
+`current_tenant` context variable (asyncio's AsyncLocalStorage), reset when the request ends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Self
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+
+from tenantgate.identity.context import current_tenant
+from tenantgate.identity.responses import (
+    rate_limit_headers,
+    send_forbidden,
+    send_too_many_requests,
+    with_rate_limit_headers,
+)
+from tenantgate.keys import Miss
+from tenantgate.limits import Decision
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Receive, Scope, Send
+
+    from tenantgate.identity.key_cache import KeyCache, KeyEntry
+    from tenantgate.limits import Limiter
+
+__all__ = ["TenantIdentificationMiddleware"]
+
+# Bound once: CPython 3.11 compiles `current_tenant.set(...)` on an imported name as a module
+# attribute access, which is never specialised (two generic lookups per request).
+_set_current_tenant = current_tenant.set
+_reset_current_tenant = current_tenant.reset
+
+
+class TenantIdentificationMiddleware(ASGIMiddleware):
+    """Ties each request to exactly one tenant and charges its bucket, or refuses it."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, keys: KeyCache, limiter: Limiter) -> None:
+        self._keys = keys
+        self._verifier = keys.verifier
+        self._limiter = limiter
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        # Litestar deep-copies routers on registration; this middleware must stay shared
+        # (it holds the instance's caches).
+        return self
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        authorization = host = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"host":
+                host = value
+        verifier, limiter = self._verifier, self._limiter
+        # One native call identifies the key and takes a token from its tenant's bucket.
+        decision = verifier.verify_and_acquire(authorization, host, limiter)
+        if type(decision) is Miss:
+            await self._keys.resolve(decision)
+            decision = verifier.verify_and_acquire(authorization, host, limiter)
+        if type(decision) is not Decision:
+            await send_forbidden(send)
+            return
+        entry: KeyEntry = decision.payload  # type: ignore[assignment]
+        headers = rate_limit_headers(decision, entry.policy_name, entry.quota.rate_per_second)
+        if not decision.allowed:
+            await send_too_many_requests(send, decision, headers)
+            return
+        identity = entry.identity
+        scope["state"]["tenant"] = identity
+        token = _set_current_tenant(identity)
+        try:
+            await next_app(scope, receive, with_rate_limit_headers(send, headers))
+        finally:
+            _reset_current_tenant(token)

@@ -1,0 +1,63 @@
+"""What identification needs from the source of truth, and nothing more.
+
+Identification never talks to a database itself: it is given an :class:`IdentitySource`
+(PostgreSQL's is :class:`tenantgate.db.identity_source.PostgresIdentitySource`), whose errors
+are already tenantgate's own (an outage is a
+:class:`~tenantgate.errors.ServiceUnavailableError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+__all__ = ["IdentitySource", "KeyRecord", "PlanRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A stored key as identification sees it: the key, its tenant, its tenant's plan."""
+
+    key_id: UUID
+    key_status: str
+    expires_at: datetime | None
+    tenant_id: UUID
+    tenant_name: str
+    tenant_status: str
+    plan: str
+    tier: str
+    rate_per_second: float
+    burst: int
+
+    @property
+    def usable(self) -> bool:
+        """Whether requests made with this key may be served (key and tenant active)."""
+        return self.key_status == "active" and self.tenant_status == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    """A plan's limits."""
+
+    name: str
+    rate_per_second: float
+    burst: int
+
+
+class IdentitySource(Protocol):
+    """The source of truth for keys, plans and custom domains."""
+
+    async def find_key(self, digest: bytes) -> KeyRecord | None:
+        """The key stored under the keyed hash ``digest``, or None when there is none."""
+        ...
+
+    async def load_plans(self) -> Sequence[PlanRecord]:
+        """Every plan."""
+        ...
+
+    async def load_custom_domains(self) -> Mapping[str, UUID]:
+        """Every bound custom domain (normalised: lower case, no port) and its tenant."""
+        ...

@@ -8,6 +8,11 @@ import pytest
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
 def custom_domain() -> str:
     """A host name no other test uses."""
     return f"api.{uuid.uuid4().hex[:12]}.example"

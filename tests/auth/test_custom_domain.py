@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -122,3 +123,43 @@ def test_a_deleted_tenants_domain_no_longer_binds(
     assert deleted.status_code == 204
 
     assert eventually(lambda: _me(service, other, custom_domain), 200).status_code == 200
+
+
+def _holds_for(seconds, check):
+    """``check()`` holds on every try for ``seconds`` (each try 0.1 s apart)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        check()
+        time.sleep(0.1)
+
+
+def test_a_domain_changed_through_the_admin_api_binds_at_once_and_no_refresh_undoes_it(
+    service, make_tenant, admin_headers
+):
+    """The admin use case reloads the bindings from PostgreSQL before it answers, and the
+    every-second refresh reads the same source: there is no second copy it could restore."""
+    old_domain = f"old.{uuid.uuid4().hex[:12]}.example"
+    new_domain = f"new.{uuid.uuid4().hex[:12]}.example"
+    owner = make_tenant(tier="enterprise", custom_domain=old_domain)
+    other = make_tenant()
+    assert _me(service, other, old_domain).status_code == 403
+
+    def patch(domain):
+        answer = service.patch(
+            f"/admin/v1/tenants/{owner.id}", json={"custom_domain": domain}, headers=admin_headers
+        )
+        assert answer.status_code == 200, answer.text
+
+    def moved():
+        assert _me(service, other, new_domain).status_code == 403
+        assert _me(service, other, old_domain).status_code == 200
+        assert _me(service, owner, new_domain).status_code == 200
+
+    patch(new_domain)
+    _holds_for(2.5, moved)  # from the admin answer on, across two refreshes at least
+
+    def removed():
+        assert _me(service, other, new_domain).status_code == 200
+
+    patch(None)
+    _holds_for(2.5, removed)

@@ -1,7 +1,8 @@
 """Every failed authentication, tenant API and admin API alike, is the very same 403.
 
 The body is byte-identical, the header names are the same and every header value but the
-request id is the same, whatever the reason: nothing tells a caller why it was refused.
+request id is the same, whatever the reason — a tenant deleted through another instance after
+this one cached its key included: nothing tells a caller why it was refused.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from typing import Any
 
 import pytest
 from auth_helpers import FORBIDDEN, eventually
+from litestar import Litestar, Router
+from litestar.testing import TestClient
 
 from tenantgate.keys import generate_key
+from tenantgate.plugin import TenantGatePlugin
+from tenantgate.routes.tenant import TenantController
 
 pytestmark = pytest.mark.servers
 
@@ -27,6 +32,8 @@ class Refused:
     path: str
     headers: dict[str, str]
     method: str = "GET"
+    client: Any = None
+    """The instance asked (default: the session's service)."""
 
 
 def _with_checksum_flipped(key: str) -> str:
@@ -107,6 +114,17 @@ def _deleted_tenant(ctx: Context) -> Refused:
     return Refused("/v1/me", tenant.headers)
 
 
+def _tenant_deleted_elsewhere(ctx: Context) -> Refused:
+    """Deleted through `service` after `elsewhere` cached its key: `elsewhere` still
+    identifies the key, and the request's tenant transaction finds the tenant's role gone."""
+    tenant = ctx.tenant()
+    primed = ctx.elsewhere.get("/v1/items", headers=tenant.headers)
+    assert primed.status_code == 200, primed.text
+    assert "ratelimit-limit" in primed.headers
+    ctx.admin("DELETE", f"/admin/v1/tenants/{tenant.id}", 204)
+    return Refused("/v1/items", tenant.headers, client=ctx.elsewhere)
+
+
 def _other_tenants_key_on_a_custom_domain(ctx: Context) -> Refused:
     domain = f"api.{uuid.uuid4().hex[:12]}.example"
     ctx.tenant(tier="enterprise", custom_domain=domain)
@@ -151,6 +169,7 @@ CASES: dict[str, Callable[[Context], Refused]] = {
     "expired key": _expired_key,
     "suspended tenant": _suspended_tenant,
     "deleted tenant": _deleted_tenant,
+    "tenant deleted through another instance": _tenant_deleted_elsewhere,
     "another tenant's key on a custom domain": _other_tenants_key_on_a_custom_domain,
     "admin: no token": _admin_without_token,
     "admin: wrong token": _admin_wrong_token,
@@ -165,6 +184,7 @@ class Context:
     service: Any
     make_tenant: Any
     admin_headers: dict[str, str]
+    elsewhere: Any
 
     def tenant(self, **fields: Any) -> Any:
         return self.make_tenant(**fields)
@@ -192,7 +212,7 @@ class Context:
 
 
 def _send(service: Any, refused: Refused, request_id: str) -> Any:
-    return service.request(
+    return (refused.client or service).request(
         refused.method,
         refused.path,
         headers={**refused.headers, "X-Request-ID": request_id},
@@ -207,6 +227,16 @@ def _shape(answer: Any) -> tuple[set[str], list[tuple[str, str]]]:
 
 
 @pytest.fixture(scope="module")
+def elsewhere(service_settings: Any) -> Any:
+    """Another instance of the tenant API on the same stack, trusting a cached key for a
+    minute (so a deletion made through `service` is not seen here by identification)."""
+    plugin = TenantGatePlugin(service_settings, key_cache_ttl_seconds=60.0)
+    tenant_api = Router("/", route_handlers=[TenantController], middleware=plugin.tenant_middleware)
+    with TestClient(Litestar(route_handlers=[tenant_api], plugins=[plugin])) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
 def reference(service: Any) -> Any:
     """The plainest refusal: the tenant API without any credentials."""
     answer = service.get("/v1/me")
@@ -216,9 +246,9 @@ def reference(service: Any) -> Any:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_failed_authentication_is_the_same_403(
-    case, service, make_tenant, admin_headers, reference
+    case, service, make_tenant, admin_headers, elsewhere, reference
 ):
-    refused = CASES[case](Context(service, make_tenant, admin_headers))
+    refused = CASES[case](Context(service, make_tenant, admin_headers, elsewhere))
     request_id = f"auth-{uuid.uuid4().hex}"
 
     answer = eventually(lambda: _send(service, refused, request_id), 403)

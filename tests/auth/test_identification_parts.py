@@ -1,0 +1,322 @@
+"""The parts of identification, each on its own, without servers: what a handler receives,
+the one 403 and where rate-limit headers go, custom domains and plans with one writer each,
+and one lookup per missed key at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+from auth_helpers import FORBIDDEN
+from litestar import Litestar, get
+from litestar.testing import TestClient
+
+from tenantgate.errors import ServiceUnavailableError, TenantGoneError
+from tenantgate.http.problems import DEFAULT_EXCEPTION_HANDLERS
+from tenantgate.http.request_id import RequestIdMiddleware, attach_request_id
+from tenantgate.identity import (
+    IdentityCache,
+    KeyRecord,
+    PlanRecord,
+    TenantIdentificationMiddleware,
+    TenantIdentity,
+)
+from tenantgate.identity.domains import Domains
+from tenantgate.identity.key_cache import KeyCache
+from tenantgate.identity.plans import Plans
+from tenantgate.keys import Verifier, generate_key
+from tenantgate.limits import Limiter
+
+pytestmark = pytest.mark.anyio
+
+PEPPER = b"identification-parts-pepper-0123456789"
+RATE_LIMIT_HEADERS = {
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "ratelimit-policy",
+    "ratelimit",
+}
+
+
+def _record(tenant_id: uuid.UUID | None = None, plan: str = "pro", **fields: Any) -> KeyRecord:
+    values: dict[str, Any] = {
+        "key_id": uuid.uuid4(),
+        "key_status": "active",
+        "expires_at": None,
+        "tenant_id": tenant_id or uuid.uuid4(),
+        "tenant_name": "acme",
+        "tenant_status": "active",
+        "plan": plan,
+        "tier": "standard",
+        "rate_per_second": 100.0,
+        "burst": 200,
+    }
+    return KeyRecord(**(values | fields))
+
+
+@dataclasses.dataclass
+class FakeSource:
+    """An IdentitySource held in memory; counts key lookups."""
+
+    keys: dict[bytes, KeyRecord] = dataclasses.field(default_factory=dict)
+    plans: list[PlanRecord] = dataclasses.field(default_factory=list)
+    domains: dict[str, uuid.UUID] = dataclasses.field(default_factory=dict)
+    lookups: int = 0
+
+    def add_key(self, record: KeyRecord) -> str:
+        key = generate_key()
+        self.keys[Verifier(PEPPER).hash(key)] = record
+        return key
+
+    async def find_key(self, digest: bytes) -> KeyRecord | None:
+        self.lookups += 1
+        return self.keys.get(digest)
+
+    async def load_plans(self) -> Sequence[PlanRecord]:
+        return list(self.plans)
+
+    async def load_custom_domains(self) -> Mapping[str, uuid.UUID]:
+        return dict(self.domains)
+
+
+class Stalled:
+    """A loader whose first call reads the source at once and answers only when released:
+    a refresh that read the state just before a change and is slow to apply it."""
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self._read = read
+        self.release = asyncio.Event()
+        self.first_read = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self) -> Any:
+        self.calls += 1
+        snapshot = self._read()
+        if self.calls == 1:
+            self.first_read.set()
+            await self.release.wait()
+        return snapshot
+
+
+# -- what handlers receive -----------------------------------------------------------------
+
+
+def test_the_identity_handlers_receive_is_the_tenant_and_its_key() -> None:
+    names = {field.name for field in dataclasses.fields(TenantIdentity)}
+
+    assert names == {"tenant_id", "key_id", "name", "plan", "tier", "names"}
+
+
+# -- the one 403, and where rate-limit headers go --------------------------------------------
+
+
+@get("/ok", sync_to_thread=False)
+def _ok() -> dict[str, str]:
+    return {"ok": "yes"}
+
+
+@get("/gone", sync_to_thread=False)
+def _gone() -> None:
+    raise TenantGoneError("deleted elsewhere")
+
+
+def _app(source: FakeSource) -> Litestar:
+    """The tenant middleware and tenantgate's exception handlers over ``source``."""
+    identity = IdentityCache(Verifier(PEPPER, ttl_seconds=60.0))
+    return Litestar(
+        route_handlers=[_ok, _gone],
+        middleware=[
+            RequestIdMiddleware(),
+            TenantIdentificationMiddleware(identity.keys, Limiter()),
+        ],
+        exception_handlers=DEFAULT_EXCEPTION_HANDLERS,
+        before_send=[attach_request_id],
+        lifespan=[lambda app: identity.serving(source)],
+    )
+
+
+def _headers(answer: Any) -> list[tuple[str, str]]:
+    """Every header as (name, value), the request id's value left out."""
+    return sorted(
+        (name.lower(), "" if name.lower() == "x-request-id" else value)
+        for name, value in answer.headers.multi_items()
+    )
+
+
+def test_a_tenant_gone_inside_a_route_gets_the_very_403_of_a_refused_key() -> None:
+    source = FakeSource()
+    key = source.add_key(_record())
+    with TestClient(_app(source)) as client:
+        ok = client.get("/ok", headers={"Authorization": f"Bearer {key}"})
+        gone = client.get("/gone", headers={"Authorization": f"Bearer {key}"})
+        refused = client.get("/gone", headers={"Authorization": f"Bearer {generate_key()}"})
+
+    assert set(ok.headers) >= RATE_LIMIT_HEADERS  # the key was identified and charged
+    assert gone.status_code == refused.status_code == 403
+    assert gone.content == refused.content == FORBIDDEN
+    assert _headers(gone) == _headers(refused)
+    assert not RATE_LIMIT_HEADERS & set(gone.headers)
+
+
+def test_a_refused_request_is_not_charged_and_an_empty_bucket_is_a_429() -> None:
+    source = FakeSource()
+    key = source.add_key(_record(rate_per_second=0.001, burst=2))
+    with TestClient(_app(source)) as client:
+        answers = [client.get("/ok", headers={"Authorization": f"Bearer {key}"}) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2].headers["retry-after"]) >= 1
+    assert answers[2].headers["ratelimit-remaining"] == "0"
+
+
+# -- custom domains: one writer ------------------------------------------------------------
+
+
+async def test_a_reload_that_read_before_a_change_never_applies_after_it() -> None:
+    verifier = Verifier(PEPPER)
+    truth: dict[str, uuid.UUID] = {}
+    load = Stalled(lambda: dict(truth))
+    domains = Domains(verifier, load)
+    owner = uuid.uuid4()
+
+    refresh = asyncio.create_task(domains.reload())  # reads "no domains", then stalls
+    await load.first_read.wait()
+    truth["api.acme.example"] = owner  # the operator's change is stored
+    after_change = asyncio.create_task(domains.reload())  # what the admin use case awaits
+    await asyncio.sleep(0.01)
+    load.release.set()
+    await asyncio.gather(refresh, after_change)
+
+    assert domains.tenant_of("api.acme.example") == owner
+
+
+async def test_the_verifier_holds_exactly_the_domains_of_the_last_reload() -> None:
+    verifier = Verifier(PEPPER, ttl_seconds=60.0)
+    source = FakeSource()
+    owner, other = uuid.uuid4(), uuid.uuid4()
+    key = generate_key()
+    verifier.insert(
+        verifier.hash(key),
+        tenant_id=str(other),
+        key_id=str(uuid.uuid4()),
+        expires_at=None,
+        usable=True,
+        payload="other",
+    )
+    domains = Domains(verifier, source.load_custom_domains)
+    authorization = f"Bearer {key}"
+
+    source.domains = {"a.example": owner, "b.example": owner}
+    await domains.reload()
+    assert verifier.verify(authorization, "a.example") is None
+    assert verifier.verify(authorization, "b.example") is None
+
+    source.domains = {"b.example": other}
+    await domains.reload()
+    assert verifier.verify(authorization, "a.example") == "other"
+    assert verifier.verify(authorization, "b.example") == "other"
+
+
+# -- plans: one writer ---------------------------------------------------------------------
+
+
+async def test_a_plan_reload_that_read_before_a_change_never_applies_after_it() -> None:
+    truth = {"pro": PlanRecord("pro", 100.0, 200)}
+    load = Stalled(lambda: list(truth.values()))
+    plans = Plans(load)
+    quota = plans.quota(truth["pro"])
+
+    refresh = asyncio.create_task(plans.reload())
+    await load.first_read.wait()
+    truth["pro"] = PlanRecord("pro", 1000.0, 2000)
+    after_change = asyncio.create_task(plans.reload())
+    await asyncio.sleep(0.01)
+    load.release.set()
+    await asyncio.gather(refresh, after_change)
+
+    assert (quota.rate_per_second, quota.burst) == (1000.0, 2000)
+
+
+async def test_a_key_lookup_never_changes_a_known_plans_limits() -> None:
+    source = FakeSource(plans=[PlanRecord("pro", 1000.0, 2000)])
+    plans = Plans(source.load_plans)
+    await plans.reload()
+    # A key lookup that read the plan's limits before they changed.
+    quota = plans.quota(PlanRecord("pro", 100.0, 200))
+
+    assert (quota.rate_per_second, quota.burst) == (1000.0, 2000)
+    assert plans.quota(PlanRecord("pro", 1.0, 1)) is quota
+
+
+# -- key cache: one lookup per missed key at a time ----------------------------------------
+
+
+def _key_cache(lookup: Callable[[bytes], Awaitable[KeyRecord | None]]) -> KeyCache:
+    return KeyCache(Verifier(PEPPER, ttl_seconds=60.0), Plans(FakeSource().load_plans), lookup)
+
+
+async def test_concurrent_misses_for_one_key_share_one_lookup() -> None:
+    record = _record()
+    source = FakeSource()
+    key = source.add_key(record)
+    release = asyncio.Event()
+
+    async def slow_lookup(digest: bytes) -> KeyRecord | None:
+        await release.wait()
+        return await source.find_key(digest)
+
+    keys = _key_cache(slow_lookup)
+    miss = keys.verifier.verify(f"Bearer {key}")
+    waiting = [asyncio.create_task(keys.resolve(miss)) for _ in range(10)]  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(*waiting)
+
+    assert source.lookups == 1
+    entry: Any = keys.verifier.verify(f"Bearer {key}")
+    assert entry.identity.tenant_id == record.tenant_id
+    assert entry.identity.key_id == record.key_id
+
+
+async def test_a_failed_lookup_fails_every_waiter_and_the_next_miss_looks_up_again() -> None:
+    source = FakeSource()
+    key = source.add_key(_record())
+    failures = 1
+    release = asyncio.Event()
+
+    async def flaky_lookup(digest: bytes) -> KeyRecord | None:
+        nonlocal failures
+        await release.wait()
+        if failures:
+            failures -= 1
+            raise ServiceUnavailableError("postgres")
+        return await source.find_key(digest)
+
+    keys = _key_cache(flaky_lookup)
+    miss: Any = keys.verifier.verify(f"Bearer {key}")
+    waiting = [asyncio.create_task(keys.resolve(miss)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    release.set()
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+
+    assert all(isinstance(outcome, ServiceUnavailableError) for outcome in outcomes)
+    await keys.resolve(miss)
+    assert source.lookups == 1
+    assert keys.verifier.verify(f"Bearer {key}") is not None
+
+
+async def test_an_unknown_key_is_cached_as_a_refusal() -> None:
+    source = FakeSource()
+    keys = _key_cache(source.find_key)
+    key = generate_key()
+
+    miss: Any = keys.verifier.verify(f"Bearer {key}")
+    await keys.resolve(miss)
+
+    assert keys.verifier.verify(f"Bearer {key}") is None
+    assert source.lookups == 1

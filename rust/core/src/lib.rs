@@ -4,8 +4,11 @@
 //!   CSPRNG, parsing, keyed hashing (HMAC-SHA-256) and constant-time comparison.
 //! * [`header`]: `Authorization` (bearer token) and `Host` parsing.
 //! * [`verifier`]: the bounded, sharded cache that turns an `Authorization` header into a
-//!   key record in one call.
-//! * [`limiter`]: a lock-free GCRA rate limiter with shared, updatable quotas.
+//!   key record in one call, domain bindings, and the one call that also charges the
+//!   record's rate limit.
+//! * [`limiter`]: a GCRA rate limiter with shared, updatable quotas; the arithmetic runs
+//!   over a [`BucketStore`]: heap maps, or fixed slots in memory the caller provides.
+//! * `shard` (private): shard hashing and layout shared by the tables.
 //! * [`clock`]: the time sources both read, so tests can drive time.
 //! * [`error`]: the errors all of them return.
 

@@ -10,7 +10,7 @@
 //! Each bucket is its own small allocation (`Arc<AtomicU64>`), so a caller that charges the
 //! same id again and again (the verifier's cached key records) can keep a [`BucketHandle`] and
 //! skip the fingerprint, the lock and the lookup. A bucket leaves its map only by a
-//! compare-and-swap of its TAT to a sentinel ([`EVICTED`]), under the shard's write lock; a
+//! compare-and-swap of its TAT to a sentinel (`EVICTED`), under the shard's write lock; a
 //! handle that finds the sentinel looks its id up again (and puts the same bucket back if the
 //! id has none), so there is never more than one live bucket per id and GCRA's bound holds.
 

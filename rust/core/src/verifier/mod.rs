@@ -2,13 +2,13 @@
 //!
 //! [`Verifier::verify_with`] parses the bearer token (refusing malformed keys without
 //! hashing), computes the keyed hash, and looks it up in a bounded, sharded in-process cache
-//! of key records ([`table`]). The cache is not the truth (the database is): on a miss the
+//! of key records (`table`). The cache is not the truth (the database is): on a miss the
 //! caller looks the digest up, then [`Verifier::insert`]s a record or
 //! [`Verifier::insert_refusal`]s it, and verifies again. A host bound to a tenant
-//! ([`domains`]) refuses every other tenant's keys.
+//! (`domains`) refuses every other tenant's keys.
 //!
 //! [`Verifier::verify_and_acquire`] also charges the rate limit cached with the record
-//! ([`acquire`]).
+//! (`acquire`).
 //!
 //! Verification takes one shard read lock (plus the domain map's read lock when a host is
 //! given and any domain is bound, never both at once).

@@ -28,6 +28,8 @@ class TenantNames:
     s3_prefix: str
     scope_sql: str
     """`SET LOCAL` statements that put a transaction into this tenant's role and schema."""
+    lock_key: int
+    """The PostgreSQL advisory lock that is this tenant's provisioning lease."""
 
     @classmethod
     def of(cls, tenant_id: UUID) -> TenantNames:
@@ -43,4 +45,5 @@ class TenantNames:
             redis_namespace=f"t:{{{tenant_id}}}:",
             s3_prefix=f"{tenant_id}/",
             scope_sql=scope_sql,
+            lock_key=int.from_bytes(tenant_id.bytes[:8], "big", signed=True),
         )

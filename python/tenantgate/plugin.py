@@ -19,6 +19,9 @@ Routes stay the application's choice: add :data:`tenantgate.routes.SERVICE_ROUTE
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
@@ -28,8 +31,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.plugins import InitPluginProtocol
 
 from tenantgate.db.identity_source import PostgresIdentitySource
-from tenantgate.db.scoped import tenant_transaction
+from tenantgate.db.provisioning import postgres_steps
 from tenantgate.db.types import Connection
+from tenantgate.errors import ServiceUnavailableError
 from tenantgate.http.admin_auth import AdminAuthMiddleware
 from tenantgate.http.metrics import METRICS_STATE_KEY, MetricsMiddleware, ServiceMetrics
 from tenantgate.http.problems import DEFAULT_EXCEPTION_HANDLERS
@@ -41,6 +45,7 @@ from tenantgate.resources import Resources, open_resources
 from tenantgate.settings import Settings
 from tenantgate.tenancy.admin import AdminService
 from tenantgate.tenancy.keyring import KeyIssuer
+from tenantgate.tenancy.provisioning import Provisioner
 
 if TYPE_CHECKING:
     from litestar import Litestar, Request
@@ -63,6 +68,8 @@ SETTINGS_STATE_KEY: Final = "tenantgate_settings"
 
 ADMIN_STATE_KEY: Final = "tenantgate_admin"
 """The key of the running application's :class:`AdminService` in ``app.state``."""
+
+_logger = logging.getLogger("tenantgate")
 
 KEY_CACHE_TTL_SECONDS: Final = 1.0
 """How long a key record is trusted without asking PostgreSQL: the bound on how late a
@@ -93,8 +100,24 @@ async def provide_tenant_db(
     tenant: NamedDependency[TenantIdentity], resources: NamedDependency[Resources]
 ) -> AsyncIterator[Connection]:
     """Dependency provider of a connection inside a transaction acting as the tenant."""
-    async with tenant_transaction(resources.db_pool, tenant.names) as connection:
+    # The handler's own errors must come back out of this generator unchanged (Litestar's
+    # dependency clean-up); the exception handlers translate them.
+    async with resources.database.transaction(tenant.names, translate_errors=False) as connection:
         yield connection
+
+
+async def _repair_left_overs(provisioner: Provisioner) -> None:
+    """At start-up, remove tenants a crashed process left part-way (in the background: the
+    service serves meanwhile, and an unreachable PostgreSQL only postpones it)."""
+    try:
+        report = await provisioner.repair()
+    except ServiceUnavailableError:
+        _logger.warning("PostgreSQL unavailable: unfinished tenants are repaired next start")
+    except Exception:
+        _logger.exception("repairing unfinished tenants failed")
+    else:
+        if report.removed:
+            _logger.info("removed %d tenants left part-way by a crash", len(report.removed))
 
 
 class TenantGatePlugin(InitPluginProtocol):
@@ -162,10 +185,17 @@ class TenantGatePlugin(InitPluginProtocol):
         app.request_max_body_size = self.settings.limits.max_body_bytes
         async with open_resources(self.settings) as resources:
             app.state[RESOURCES_STATE_KEY] = resources
-            app.state[ADMIN_STATE_KEY] = AdminService(resources.db_pool, self.issuer, self.identity)
+            provisioner = Provisioner(resources.database, postgres_steps())
+            app.state[ADMIN_STATE_KEY] = AdminService(
+                resources.database, self.issuer, self.identity, provisioner
+            )
+            repair = asyncio.create_task(_repair_left_overs(provisioner))
             try:
                 async with self.identity.serving(PostgresIdentitySource(resources.database)):
                     yield
             finally:
+                repair.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await repair
                 del app.state[ADMIN_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]

@@ -13,7 +13,7 @@ import pytest
 from isolation_helpers import create_tenant, serving
 
 from tenantgate.app import create_app
-from tenantgate.db.scoped import tenant_transaction
+from tenantgate.db import Database
 from tenantgate.errors import TenantGoneError
 from tenantgate.naming import TenantNames
 from tenantgate.plugin import RESOURCES_STATE_KEY
@@ -55,7 +55,7 @@ def names(make_tenant):
 
 
 async def _count(pool, names, item_id):
-    async with tenant_transaction(pool, names) as connection:
+    async with Database(pool).transaction(names) as connection:
         return await connection.fetchval("SELECT count(*) FROM items WHERE id = $1", item_id)
 
 
@@ -87,7 +87,7 @@ async def test_a_transaction_that_raises_leaves_no_tenant_state(pool_of_one, nam
     item_id = uuid4()
 
     async def insert_then_fail():
-        async with tenant_transaction(pool_of_one, names) as connection:
+        async with Database(pool_of_one).transaction(names) as connection:
             await connection.execute("INSERT INTO items (id, data) VALUES ($1, '{}')", item_id)
             raise RuntimeError("boom")
 
@@ -105,7 +105,7 @@ async def test_a_transaction_failed_by_postgres_leaves_no_tenant_state(
     item_id = uuid4()
 
     async def insert_then_divide_by_zero():
-        async with tenant_transaction(pool_of_one, names) as connection:
+        async with Database(pool_of_one).transaction(names) as connection:
             await connection.execute("INSERT INTO items (id, data) VALUES ($1, '{}')", item_id)
             await connection.execute("SELECT 1 / 0")
 
@@ -122,7 +122,7 @@ async def test_a_cancelled_transaction_leaves_no_tenant_state(pool_of_one, names
     inside = asyncio.Event()
 
     async def slow():
-        async with tenant_transaction(pool_of_one, names) as connection:
+        async with Database(pool_of_one).transaction(names) as connection:
             await connection.execute("INSERT INTO items (id, data) VALUES ($1, '{}')", item_id)
             inside.set()
             await connection.execute("SELECT pg_sleep(10)")
@@ -145,7 +145,7 @@ async def test_committed_work_persists_and_the_connection_is_still_reset(
 ):
     item_id = uuid4()
 
-    async with tenant_transaction(pool_of_one, names) as connection:
+    async with Database(pool_of_one).transaction(names) as connection:
         await connection.execute("INSERT INTO items (id, data) VALUES ($1, '{}')", item_id)
         assert (await _state(connection))["current_user"] == names.role
 
@@ -164,7 +164,7 @@ async def test_a_transaction_whose_tenant_role_is_gone_rolls_itself_back(pool_of
     gone = TenantNames.of(uuid4())
 
     async def use_gone_tenant():
-        async with tenant_transaction(pool_of_one, gone) as connection:
+        async with Database(pool_of_one).transaction(gone) as connection:
             await connection.fetch("SELECT 1")
 
     try:
@@ -187,7 +187,7 @@ async def test_when_the_rollback_itself_fails_the_original_error_survives(
     item_id = uuid4()
 
     async def fail_while_busy():
-        async with tenant_transaction(pool_of_one, names) as connection:
+        async with Database(pool_of_one).transaction(names) as connection:
             await connection.execute("INSERT INTO items (id, data) VALUES ($1, '{}')", item_id)
             busy = asyncio.create_task(connection.execute("SELECT pg_sleep(0.5)"))
             await asyncio.sleep(0.05)

@@ -1,139 +1,108 @@
-"""Provisioning and migrating tenants in PostgreSQL: atomic creation, complete deletion,
-concurrency, and migrations over a thousand schemas that resume after an interruption."""
+"""Provisioning tenants in steps: every layer made in order and undone in reverse when a step
+fails or the process dies; repair finishes what a crash left; deletion removes everything;
+creation and deletion at once, by many."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import io
-import time
+import subprocess
+import sys
+import textwrap
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
+from lifecycle_helpers import (
+    NOTHING,
+    create_many,
+    delete_many,
+    new_tenant,
+    provisioner,
+    traces,
+)
 
-from tenantgate.cli.migrate import run_migrate
-from tenantgate.db import provisioning
-from tenantgate.db.fleet import migrate_everything
-from tenantgate.db.migrator import Migration, MigrationReport, load_migrations, migrate_public
-from tenantgate.db.provisioning import NewTenant, create_tenant, delete_tenant
+from tenantgate.db import Database
+from tenantgate.db.migrator import Migration, load_migrations, migrate_public
+from tenantgate.db.provisioning import postgres_steps
 from tenantgate.naming import TenantNames
+from tenantgate.tenancy import provisioning
+from tenantgate.tenancy.provisioning import Provisioner, TenantUnderway
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from tenantgate.tenancy.keyring import KeyIssuer
 
 pytestmark = pytest.mark.servers
 
-NOTE_COLUMN = Migration(2, "note", "ALTER TABLE items ADD COLUMN note text")
-VERSION_2 = (*load_migrations("tenant"), NOTE_COLUMN)
+STEP_NAMES = [step.name for step in postgres_steps()]
 
 
-def _tenant(name: str = "acme") -> NewTenant:
-    return NewTenant(name=name, plan="free", tier="standard", custom_domain=None)
+class InjectedFailure(Exception):
+    pass
 
 
-async def _traces(connection: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, Any]:
-    """What PostgreSQL holds of a tenant: its row, role, schema and keys."""
-    names = TenantNames.of(tenant_id)
-    return {
-        "row": await connection.fetchval("SELECT count(*) FROM tenants WHERE id = $1", tenant_id),
-        "role": await connection.fetchval(
-            "SELECT count(*) FROM pg_roles WHERE rolname = $1", names.role
-        ),
-        "schema": await connection.fetchval(
-            "SELECT count(*) FROM pg_namespace WHERE nspname = $1", names.schema
-        ),
-        "keys": await connection.fetchval(
-            "SELECT count(*) FROM api_keys WHERE tenant_id = $1", tenant_id
-        ),
-    }
+@dataclasses.dataclass
+class Failing:
+    """A step that does its work (or not), then fails."""
+
+    step: Any
+    after_its_work: bool
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+    async def apply(self, tenant: TenantUnderway) -> None:
+        if self.after_its_work:
+            await self.step.apply(tenant)
+        raise InjectedFailure(self.step.name)
+
+    async def undo(self, tenant: TenantUnderway) -> None:
+        await self.step.undo(tenant)
 
 
-NOTHING = {"row": 0, "role": 0, "schema": 0, "keys": 0}
-
-
-async def _versions(admin_url: str) -> dict[str, int]:
-    """Every tenant schema's migration version, read as the superuser."""
-    connection = await asyncpg.connect(admin_url)
-    try:
-        schemas = [
-            row["nspname"]
-            for row in await connection.fetch(
-                r"SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\_%' ORDER BY 1"
-            )
-        ]
-        versions: dict[str, int] = {}
-        for start in range(0, len(schemas), 200):
-            union = " UNION ALL ".join(
-                f"SELECT '{schema}' AS s, max(version) AS v FROM \"{schema}\".schema_migrations"
-                for schema in schemas[start : start + 200]
-            )
-            versions.update({row["s"]: row["v"] for row in await connection.fetch(union)})
-        return versions
-    finally:
-        await connection.close()
-
-
-async def _shapes(admin_url: str) -> dict[str, str]:
-    """Every tenant schema's tables, columns and indexes, as one comparable string each."""
-    connection = await asyncpg.connect(admin_url)
-    try:
-        rows = await connection.fetch(
-            r"""
-            SELECT n.nspname AS schema,
-                   string_agg(
-                       c.relname || ':' || c.relkind::text || coalesce('(' || (
-                           SELECT string_agg(
-                                      a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-                                      || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
-                                      ', ' ORDER BY a.attnum)
-                             FROM pg_attribute a
-                            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                       ) || ')', ''),
-                       '; ' ORDER BY c.relname) AS shape
-              FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid
-             WHERE n.nspname LIKE 't\_%'
-             GROUP BY n.nspname
-            """
-        )
-        return {row["schema"]: row["shape"] for row in rows}
-    finally:
-        await connection.close()
-
-
-async def _wait_for_other_backends(admin_url: str, database: str) -> None:
-    """Until the server has noticed every connection of an aborted run is gone (and so has
-    rolled back its transactions)."""
-    connection = await asyncpg.connect(admin_url)
-    try:
-        for _ in range(200):
-            others = await connection.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = $1 AND pid <> pg_backend_pid()",
-                database,
-            )
-            if others == 0:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("connections of the interrupted run did not go away")
-    finally:
-        await connection.close()
+def _run(scenario: Any) -> Any:
+    return asyncio.run(scenario())
 
 
 # -- creation is all or nothing -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("after_its_work", [False, True], ids=["before", "after"])
+@pytest.mark.parametrize("failing", range(len(STEP_NAMES)), ids=STEP_NAMES)
+def test_each_step_failing_in_turn_undoes_every_step_before_it(
+    failing: int,
+    after_its_work: bool,
+    service_database_url: str,
+    key_issuer: KeyIssuer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant_id = uuid.uuid4()
+    monkeypatch.setattr(provisioning, "uuid4", lambda: tenant_id)
+
+    async def scenario() -> None:
+        async with asyncpg.create_pool(service_database_url, min_size=0, max_size=2) as pool:
+            steps = postgres_steps()
+            steps[failing] = Failing(steps[failing], after_its_work)
+            with pytest.raises(InjectedFailure):
+                await Provisioner(Database(pool), steps).create(
+                    new_tenant(), key_issuer.issue(name="default", expires_at=None).row
+                )
+            async with pool.acquire() as connection:
+                assert await traces(connection, tenant_id) == NOTHING
+
+    _run(scenario)
 
 
 BROKEN = Migration(2, "broken", "ALTER TABLE no_such_table ADD COLUMN x int")
 
 
 @pytest.mark.parametrize("failure", ["migration", "role", "first key"])
-def test_a_failure_part_way_through_creation_leaves_nothing_behind(
+def test_a_real_failure_part_way_through_creation_leaves_nothing_behind(
     failure: str,
     service_database_url: str,
+    postgres_admin_url: str,
     key_issuer: KeyIssuer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -142,121 +111,346 @@ def test_a_failure_part_way_through_creation_leaves_nothing_behind(
     monkeypatch.setattr(provisioning, "uuid4", lambda: tenant_id)
 
     async def scenario() -> None:
-        connection = await asyncpg.connect(service_database_url)
-        try:
+        async with asyncpg.create_pool(service_database_url, min_size=0, max_size=2) as pool:
             key = key_issuer.issue(name="default", expires_at=None).row
-            migrations: Sequence[Migration] | None = None
+            migrations: list[Migration] | None = None
             expected: type[Exception] = asyncpg.PostgresError
             if failure == "migration":
-                migrations = (*load_migrations("tenant"), BROKEN)
+                migrations = [*load_migrations("tenant"), BROKEN]
                 expected = asyncpg.UndefinedTableError
             elif failure == "role":
-                # Someone else holds the role name: CREATE ROLE fails after the row went in.
-                await connection.execute(f'CREATE ROLE "{names.role}" NOLOGIN')
+                # Someone else holds the role name: it is neither adopted nor dropped.
+                superuser = await asyncpg.connect(postgres_admin_url)
+                try:
+                    await superuser.execute(f'CREATE ROLE "{names.role}" NOLOGIN')
+                finally:
+                    await superuser.close()
                 expected = asyncpg.DuplicateObjectError
             else:
-                # The first key clashes with an existing key: the last step fails.
-                other = await connection.fetchval("SELECT id FROM api_keys LIMIT 1")
-                if other is None:
-                    pre_id = uuid.uuid4()
-                    monkeypatch.setattr(provisioning, "uuid4", lambda: pre_id)
-                    await create_tenant(
-                        connection,
-                        _tenant("other"),
-                        key_issuer.issue(name=None, expires_at=None).row,
-                    )
-                    monkeypatch.setattr(provisioning, "uuid4", lambda: tenant_id)
-                    other = await connection.fetchval("SELECT id FROM api_keys LIMIT 1")
+                # The first key clashes with another tenant's key: the last step fails.
+                monkeypatch.setattr(provisioning, "uuid4", uuid.uuid4)
+                other_tenant = await provisioner(pool).create(
+                    new_tenant("other"), key_issuer.issue(name=None, expires_at=None).row
+                )
+                monkeypatch.setattr(provisioning, "uuid4", lambda: tenant_id)
+                other = await pool.fetchval(
+                    "SELECT id FROM api_keys WHERE tenant_id = $1", other_tenant["id"]
+                )
                 key = dataclasses.replace(key, id=other)
                 expected = asyncpg.UniqueViolationError
 
             with pytest.raises(expected):
-                await create_tenant(connection, _tenant(), key, migrations=migrations)
+                await provisioner(pool, migrations).create(new_tenant(), key)
 
-            traces = await _traces(connection, tenant_id)
+            async with pool.acquire() as connection:
+                found = await traces(connection, tenant_id)
             if failure == "role":
-                await connection.execute(f'DROP ROLE "{names.role}"')
-                traces["role"] -= 1  # the one we made, not the tenant's
-            assert traces == NOTHING
-            assert not connection.is_in_transaction()
-        finally:
-            await connection.close()
+                assert found["role"] == 1, "someone else's role was dropped"
+                superuser = await asyncpg.connect(postgres_admin_url)
+                try:
+                    await superuser.execute(f'DROP ROLE "{names.role}"')
+                finally:
+                    await superuser.close()
+                found["role"] = 0
+            assert found == NOTHING
 
-    asyncio.run(scenario())
+    _run(scenario)
+
+
+def test_a_taken_custom_domain_or_unknown_plan_fails_before_anything_is_made(
+    service_database_url: str, key_issuer: KeyIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenantgate.errors import ConflictError, InvalidInputError
+
+    domain = f"api-{uuid.uuid4().hex[:8]}.example.com"
+    tenant_id = uuid.uuid4()
+
+    async def scenario() -> None:
+        async with asyncpg.create_pool(service_database_url, min_size=0, max_size=2) as pool:
+            making = provisioner(pool)
+            first = await making.create(
+                dataclasses.replace(new_tenant(), tier="enterprise", custom_domain=domain),
+                key_issuer.issue(name=None, expires_at=None).row,
+            )
+            monkeypatch.setattr(provisioning, "uuid4", lambda: tenant_id)
+            with pytest.raises(ConflictError):
+                await making.create(
+                    dataclasses.replace(new_tenant(), tier="enterprise", custom_domain=domain),
+                    key_issuer.issue(name=None, expires_at=None).row,
+                )
+            with pytest.raises(InvalidInputError, match="unknown plan 'no-such-plan'"):
+                await making.create(
+                    dataclasses.replace(new_tenant(), plan="no-such-plan"),
+                    key_issuer.issue(name=None, expires_at=None).row,
+                )
+            async with pool.acquire() as connection:
+                assert await traces(connection, tenant_id) == NOTHING
+            assert await making.delete(first["id"])
+
+    _run(scenario)
 
 
 def test_a_created_tenant_has_its_row_role_schema_tables_and_key(
     service_database_url: str, key_issuer: KeyIssuer
 ) -> None:
     async def scenario() -> None:
-        connection = await asyncpg.connect(service_database_url)
-        try:
-            row, key_row = await create_tenant(
-                connection, _tenant(), key_issuer.issue(name="default", expires_at=None).row
-            )
+        async with asyncpg.create_pool(service_database_url, min_size=0, max_size=2) as pool:
+            making = provisioner(pool)
+            key = key_issuer.issue(name="default", expires_at=None).row
+            row = await making.create(new_tenant(), key)
             tenant_id = row["id"]
+            assert row["status"] == "active"
             assert uuid.UUID(str(tenant_id)).version == 4
-            assert await _traces(connection, tenant_id) == {
-                "row": 1,
-                "role": 1,
-                "schema": 1,
-                "keys": 1,
-            }
-            names = TenantNames.of(tenant_id)
-            assert (row["schema_name"], row["role_name"]) == (names.schema, names.role)
-            assert key_row["tenant_id"] == tenant_id
-            # The role cannot log in, and the service role can act as it without inheriting.
-            role = await connection.fetchrow(
-                "SELECT rolcanlogin, rolsuper, rolcreaterole, rolbypassrls FROM pg_roles "
-                "WHERE rolname = $1",
-                names.role,
-            )
-            assert dict(role) == {
-                "rolcanlogin": False,
-                "rolsuper": False,
-                "rolcreaterole": False,
-                "rolbypassrls": False,
-            }
-            owner = await connection.fetchval(
-                "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1",
-                names.schema,
-            )
-            assert owner == names.role
-            async with connection.transaction():
-                await connection.execute(names.scope_sql)
-                assert await connection.fetchval("SELECT max(version) FROM schema_migrations") == 1
-                assert await connection.fetchval("SELECT count(*) FROM items") == 0
-            assert await delete_tenant(connection, tenant_id)
-            assert await _traces(connection, tenant_id) == NOTHING
-            assert not await delete_tenant(connection, tenant_id)
-        finally:
-            await connection.close()
+            connection = await asyncpg.connect(service_database_url)
+            try:
+                assert await traces(connection, tenant_id) == {
+                    "row": 1,
+                    "role": 1,
+                    "schema": 1,
+                    "keys": 1,
+                }
+                names = TenantNames.of(tenant_id)
+                stored = await connection.fetchrow(
+                    "SELECT schema_name, role_name FROM tenants WHERE id = $1", tenant_id
+                )
+                assert (stored["schema_name"], stored["role_name"]) == (names.schema, names.role)
+                assert (
+                    await connection.fetchval(
+                        "SELECT tenant_id FROM api_keys WHERE id = $1", key.id
+                    )
+                    == tenant_id
+                )
+                # The role cannot log in, and the service role can act as it without inheriting.
+                role = await connection.fetchrow(
+                    "SELECT rolcanlogin, rolsuper, rolcreaterole, rolbypassrls FROM pg_roles "
+                    "WHERE rolname = $1",
+                    names.role,
+                )
+                assert dict(role) == {
+                    "rolcanlogin": False,
+                    "rolsuper": False,
+                    "rolcreaterole": False,
+                    "rolbypassrls": False,
+                }
+                owner = await connection.fetchval(
+                    "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1",
+                    names.schema,
+                )
+                assert owner == names.role
+                async with connection.transaction():
+                    await connection.execute(names.scope_sql)
+                    assert (
+                        await connection.fetchval("SELECT max(version) FROM schema_migrations") == 1
+                    )
+                    assert await connection.fetchval("SELECT count(*) FROM items") == 0
+                assert await making.delete(tenant_id)
+                assert await traces(connection, tenant_id) == NOTHING
+                assert not await making.delete(tenant_id)
+            finally:
+                await connection.close()
 
-    asyncio.run(scenario())
+    _run(scenario)
 
 
 def test_tenant_ids_are_random_uuid4s(service_database_url: str, key_issuer: KeyIssuer) -> None:
     async def scenario() -> list[uuid.UUID]:
-        connection = await asyncpg.connect(service_database_url)
-        made: list[uuid.UUID] = []
-        try:
-            for _ in range(3):
-                row, _key = await create_tenant(
-                    connection, _tenant(), key_issuer.issue(name=None, expires_at=None).row
-                )
-                made.append(row["id"])
-        finally:
+        async with asyncpg.create_pool(service_database_url, min_size=0, max_size=2) as pool:
+            making = provisioner(pool)
+            made = [
+                (
+                    await making.create(
+                        new_tenant(), key_issuer.issue(name=None, expires_at=None).row
+                    )
+                )["id"]
+                for _ in range(3)
+            ]
             for tenant_id in made:
-                await delete_tenant(connection, tenant_id)
-            await connection.close()
-        return made
+                await making.delete(tenant_id)
+            return made
 
-    made = asyncio.run(scenario())
+    made = _run(scenario)
     assert all(tenant_id.version == 4 for tenant_id in made)
     assert len(set(made)) == 3
     # Not sequential: no shared prefix beyond chance (the first 8 hex digits of three
     # random ids collide with probability ~2^-31).
     assert len({tenant_id.hex[:8] for tenant_id in made}) == 3
+
+
+# -- a crash between steps, and repair ------------------------------------------------------
+
+_KILLED_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    import asyncpg
+    from tenantgate.db import Database
+    from tenantgate.db.provisioning import postgres_steps
+    from tenantgate.db.tenants import NewTenant
+    from tenantgate.keys import KeyHasher
+    from tenantgate.tenancy.keyring import KeyIssuer
+    from tenantgate.tenancy.provisioning import Provisioner
+
+    url, pepper, phase = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3]
+    position = int(sys.argv[4])
+
+    class Killer:
+        name = "killer"
+        async def apply(self, tenant):
+            print(tenant.id, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        async def undo(self, tenant):
+            if phase == "delete":
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    async def main():
+        async with asyncpg.create_pool(url, min_size=0, max_size=2) as pool:
+            steps = postgres_steps()
+            key = KeyIssuer(KeyHasher(pepper)).issue(name=None, expires_at=None).row
+            tenant = NewTenant("doomed", "free", "standard", None)
+            if phase == "create":
+                steps.insert(position, Killer())
+                await Provisioner(Database(pool), steps).create(tenant, key)
+            else:
+                row = await Provisioner(Database(pool), steps).create(tenant, key)
+                print(row["id"], flush=True)
+                steps.insert(position, Killer())
+                await Provisioner(Database(pool), steps).delete(row["id"])
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("phase", "position"),
+    [("create", position) for position in range(len(STEP_NAMES) + 1)] + [("delete", 1)],
+    ids=[f"create-before-step-{p}" for p in range(len(STEP_NAMES) + 1)] + ["delete-mid-way"],
+)
+def test_a_process_killed_between_steps_leaves_a_tenant_that_repair_removes(
+    phase: str,
+    position: int,
+    service_environment: dict[str, str],
+    service_database_url: str,
+    run_tenantgate: Any,
+) -> None:
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_SCRIPT,
+            service_database_url,
+            service_environment["TENANTGATE_KEY_PEPPER"],
+            phase,
+            str(position),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    tenant_id = uuid.UUID(killed.stdout.split()[-1])
+
+    async def left_behind() -> tuple[str | None, dict[str, int]]:
+        connection = await asyncpg.connect(service_database_url)
+        try:
+            status = await connection.fetchval(
+                "SELECT status FROM tenants WHERE id = $1", tenant_id
+            )
+            return status, await traces(connection, tenant_id)
+        finally:
+            await connection.close()
+
+    status, before = asyncio.run(left_behind())
+    if status is not None:  # the session's service may have repaired it already
+        assert status == ("provisioning" if phase == "create" else "deleting")
+        assert before["row"] == 1
+
+    repaired = run_tenantgate("tenants", "repair", environ=service_environment)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "Traceback" not in repaired.stderr
+    assert asyncio.run(left_behind()) == (None, NOTHING)
+
+
+def test_repair_leaves_a_tenant_that_a_live_process_is_provisioning_alone(
+    service_database_url: str, key_issuer: KeyIssuer
+) -> None:
+    async def scenario() -> None:
+        async with asyncpg.create_pool(service_database_url, min_size=0, max_size=4) as pool:
+            entered, release = asyncio.Event(), asyncio.Event()
+            seen: list[uuid.UUID] = []
+
+            class Waiting:
+                name = "waiting"
+
+                async def apply(self, tenant: TenantUnderway) -> None:
+                    seen.append(tenant.id)
+                    entered.set()
+                    await release.wait()
+
+                async def undo(self, tenant: TenantUnderway) -> None:
+                    pass
+
+            steps = [*postgres_steps(), Waiting()]
+            creating = asyncio.create_task(
+                Provisioner(Database(pool), steps).create(
+                    new_tenant(), key_issuer.issue(name=None, expires_at=None).row
+                )
+            )
+            await entered.wait()
+            report = await provisioner(pool).repair()
+            assert seen[0] in report.busy
+            assert seen[0] not in report.removed
+            release.set()
+            row = await creating
+            assert row["status"] == "active"
+            assert await provisioner(pool).delete(row["id"])
+
+    _run(scenario)
+
+
+def test_a_tenant_being_provisioned_is_not_served_and_not_changed(
+    service: Any, admin_headers: dict[str, str], service_database_url: str, key_issuer: KeyIssuer
+) -> None:
+    async def scenario() -> None:
+        async with asyncpg.create_pool(service_database_url, min_size=0, max_size=4) as pool:
+            entered, release = asyncio.Event(), asyncio.Event()
+
+            class Waiting:
+                name = "waiting"
+
+                async def apply(self, tenant: TenantUnderway) -> None:
+                    entered.set()
+                    await release.wait()
+
+                async def undo(self, tenant: TenantUnderway) -> None:
+                    pass
+
+            issued = key_issuer.issue(name=None, expires_at=None)
+            creating = asyncio.create_task(
+                Provisioner(Database(pool), [*postgres_steps(), Waiting()]).create(
+                    new_tenant(), issued.row
+                )
+            )
+            await entered.wait()
+            tenant_id = await pool.fetchval(
+                "SELECT tenant_id FROM api_keys WHERE id = $1", issued.row.id
+            )
+            headers = {"Authorization": f"Bearer {issued.secret}"}
+            # The service runs in its own thread and event loop.
+            me = await asyncio.to_thread(service.get, "/v1/me", headers=headers)
+            assert me.status_code == 403
+            patched = await asyncio.to_thread(
+                service.patch,
+                f"/admin/v1/tenants/{tenant_id}",
+                json={"status": "active"},
+                headers=admin_headers,
+            )
+            assert patched.status_code == 404
+            release.set()
+            row = await creating
+            assert await provisioner(pool).delete(row["id"])
+
+    _run(scenario)
 
 
 # -- deletion ------------------------------------------------------------------------------
@@ -276,19 +470,19 @@ def test_deleting_a_tenant_drops_schema_role_and_keys_and_others_keep_working(
         assert made.status_code == 201, made.text
     doomed_id = uuid.UUID(doomed.id)
 
-    async def traces() -> dict[str, Any]:
+    async def doomed_traces() -> dict[str, Any]:
         connection = await asyncpg.connect(service_database_url)
         try:
-            return await _traces(connection, doomed_id)
+            return await traces(connection, doomed_id)
         finally:
             await connection.close()
 
-    assert asyncio.run(traces()) == {"row": 1, "role": 1, "schema": 1, "keys": 2}
+    assert asyncio.run(doomed_traces()) == {"row": 1, "role": 1, "schema": 1, "keys": 2}
 
     answer = service.delete(f"/admin/v1/tenants/{doomed.id}", headers=admin_headers)
     assert answer.status_code == 204, answer.text
 
-    assert asyncio.run(traces()) == NOTHING
+    assert asyncio.run(doomed_traces()) == NOTHING
     assert service.get(f"/admin/v1/tenants/{doomed.id}", headers=admin_headers).status_code == 404
     assert (
         service.delete(f"/admin/v1/tenants/{doomed.id}", headers=admin_headers).status_code == 404
@@ -309,36 +503,6 @@ def test_deleting_a_tenant_drops_schema_role_and_keys_and_others_keep_working(
 # -- concurrency ---------------------------------------------------------------------------
 
 
-async def _create_many(
-    pool: asyncpg.Pool, issuer: KeyIssuer, count: int, concurrency: int
-) -> list[uuid.UUID]:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(number: int) -> uuid.UUID:
-        async with gate, pool.acquire() as connection:
-            row, _key = await create_tenant(
-                connection,
-                _tenant(f"tenant {number}"),
-                issuer.issue(name="default", expires_at=None).row,
-            )
-            tenant_id: uuid.UUID = row["id"]
-            return tenant_id
-
-    return list(await asyncio.gather(*(one(number) for number in range(count))))
-
-
-async def _delete_many(
-    pool: asyncpg.Pool, tenant_ids: Sequence[uuid.UUID], concurrency: int
-) -> None:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(tenant_id: uuid.UUID) -> None:
-        async with gate, pool.acquire() as connection:
-            assert await delete_tenant(connection, tenant_id)
-
-    await asyncio.gather(*(one(tenant_id) for tenant_id in tenant_ids))
-
-
 def test_twenty_tenants_created_at_once_all_succeed_also_while_others_are_deleted(
     fresh_database: Any, key_issuer: KeyIssuer
 ) -> None:
@@ -350,15 +514,15 @@ def test_twenty_tenants_created_at_once_all_succeed_also_while_others_are_delete
             await connection.close()
         async with asyncpg.create_pool(fresh_database.url, min_size=20, max_size=40) as pool:
             for _round in range(3):
-                first = await _create_many(pool, key_issuer, 20, concurrency=20)
+                first = await create_many(pool, key_issuer, 20, concurrency=20)
                 assert len(set(first)) == 20
                 # Creating and deleting at once: CREATE ROLE, GRANT and DROP ROLE side by side.
                 second, _ = await asyncio.gather(
-                    _create_many(pool, key_issuer, 20, concurrency=20),
-                    _delete_many(pool, first, concurrency=20),
+                    create_many(pool, key_issuer, 20, concurrency=20),
+                    delete_many(pool, first, concurrency=20),
                 )
                 assert await pool.fetchval("SELECT count(*) FROM tenants") == 20
-                await _delete_many(pool, second, concurrency=20)
+                await delete_many(pool, second, concurrency=20)
                 assert await pool.fetchval("SELECT count(*) FROM tenants") == 0
             assert (
                 await pool.fetchval(r"SELECT count(*) FROM pg_namespace WHERE nspname LIKE 't\_%'")
@@ -366,221 +530,3 @@ def test_twenty_tenants_created_at_once_all_succeed_also_while_others_are_delete
             )
 
     asyncio.run(scenario())
-
-
-# -- migrations ----------------------------------------------------------------------------
-
-
-def test_a_thousand_tenants_are_created_migrated_interrupted_and_resumed(
-    fresh_database: Any, key_issuer: KeyIssuer
-) -> None:
-    count = 1000
-
-    async def scenario() -> dict[str, float]:
-        timings: dict[str, float] = {}
-        connection = await asyncpg.connect(fresh_database.url)
-        try:
-            await migrate_public(connection)
-        finally:
-            await connection.close()
-
-        async with asyncpg.create_pool(fresh_database.url, min_size=0, max_size=16) as pool:
-            started = time.perf_counter()
-            tenant_ids = await _create_many(pool, key_issuer, count, concurrency=16)
-            timings["create"] = time.perf_counter() - started
-        assert len(set(tenant_ids)) == count
-        versions = await _versions(fresh_database.admin_url)
-        assert len(versions) == count
-        assert set(versions.values()) == {1}
-
-        # Nothing to do yet: every schema is up to date.
-        started = time.perf_counter()
-        report = await migrate_everything(fresh_database.url, concurrency=8)
-        timings["noop run"] = time.perf_counter() - started
-        assert (report.total, report.up_to_date, report.migrated, report.failed) == (
-            count,
-            count,
-            0,
-            {},
-        )
-
-        # Version 2 arrives; the run is interrupted once at least 300 schemas are done.
-        enough = asyncio.Event()
-
-        def watch(progress: MigrationReport) -> None:
-            if progress.migrated >= 300:
-                enough.set()
-
-        started = time.perf_counter()
-        run = asyncio.create_task(
-            migrate_everything(
-                fresh_database.url, concurrency=8, migrations=VERSION_2, on_progress=watch
-            )
-        )
-        waiter = asyncio.create_task(enough.wait())
-        await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        assert not run.done(), "the run finished before it could be interrupted"
-        run.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run
-        waiter.cancel()
-        await _wait_for_other_backends(fresh_database.admin_url, fresh_database.name)
-
-        versions = await _versions(fresh_database.admin_url)
-        at_2 = sum(1 for version in versions.values() if version == 2)
-        at_1 = sum(1 for version in versions.values() if version == 1)
-        assert at_2 >= 300
-        assert at_1 >= 1
-        assert at_1 + at_2 == count
-        # No schema is half-way: a schema has the new column exactly when it is at version 2.
-        shapes = await _shapes(fresh_database.admin_url)
-        for schema, version in versions.items():
-            assert ("note text" in shapes[schema]) == (version == 2), schema
-
-        report = await migrate_everything(fresh_database.url, concurrency=8, migrations=VERSION_2)
-        timings["migrate"] = time.perf_counter() - started
-        assert report.failed == {}
-        assert (report.total, report.migrated, report.up_to_date) == (count, at_1, at_2)
-
-        versions = await _versions(fresh_database.admin_url)
-        assert len(versions) == count
-        assert set(versions.values()) == {2}
-        shapes = await _shapes(fresh_database.admin_url)
-        assert len(shapes) == count
-        assert len(set(shapes.values())) == 1, "tenant schemas differ in shape"
-        assert "note text" in next(iter(shapes.values()))
-
-        async with asyncpg.create_pool(fresh_database.url, min_size=0, max_size=16) as pool:
-            started = time.perf_counter()
-            await _delete_many(pool, tenant_ids, concurrency=16)
-            timings["delete"] = time.perf_counter() - started
-            assert await pool.fetchval("SELECT count(*) FROM tenants") == 0
-            roles = await pool.fetchval(
-                "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1::text[])",
-                [TenantNames.of(tenant_id).role for tenant_id in tenant_ids],
-            )
-            assert roles == 0
-        assert await _versions(fresh_database.admin_url) == {}
-        return timings
-
-    timings = asyncio.run(scenario())
-    print(  # shown with -s or -rA: the numbers the brief asks for
-        "1,000 tenants: "
-        + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items())
-    )
-    assert timings["create"] < 60
-
-
-def test_a_schema_that_fails_is_reported_left_behind_and_finished_by_the_next_run(
-    fresh_database: Any, key_issuer: KeyIssuer
-) -> None:
-    async def setup() -> list[uuid.UUID]:
-        connection = await asyncpg.connect(fresh_database.url)
-        try:
-            await migrate_public(connection)
-        finally:
-            await connection.close()
-        async with asyncpg.create_pool(fresh_database.url, min_size=0, max_size=4) as pool:
-            return await _create_many(pool, key_issuer, 6, concurrency=4)
-
-    tenant_ids = asyncio.run(setup())
-    doomed = sorted(tenant_ids, key=lambda tenant_id: tenant_id.hex)[:2]
-    doomed_schemas = ", ".join(f"'{TenantNames.of(tenant_id).schema}'" for tenant_id in doomed)
-    flaky = Migration(
-        2,
-        "note",
-        f"""
-        DO $$ BEGIN
-            IF current_schema() IN ({doomed_schemas}) THEN
-                RAISE EXCEPTION 'injected failure in %', current_schema();
-            END IF;
-        END $$;
-        ALTER TABLE items ADD COLUMN note text
-        """,
-    )
-    environ = {"TENANTGATE_DATABASE_URL": fresh_database.url, **_other_settings()}
-
-    stderr = io.StringIO()
-    assert (
-        run_migrate(environ=environ, stderr=stderr, migrations=(*load_migrations("tenant"), flaky))
-        == 1
-    )
-    output = stderr.getvalue()
-    assert "migrated 4, up to date 0, failed 2 of 6 tenant schemas" in output
-    for tenant_id in doomed:
-        assert f"tenant {tenant_id} failed" in output
-        assert "injected failure" in output
-
-    versions = asyncio.run(_versions(fresh_database.admin_url))
-    assert sorted(versions.values()) == [1, 1, 2, 2, 2, 2]
-    assert {versions[TenantNames.of(tenant_id).schema] for tenant_id in doomed} == {1}
-
-    stderr = io.StringIO()
-    assert run_migrate(environ=environ, stderr=stderr, migrations=VERSION_2) == 0
-    assert "migrated 2, up to date 4, failed 0 of 6 tenant schemas" in stderr.getvalue()
-    assert set(asyncio.run(_versions(fresh_database.admin_url)).values()) == {2}
-
-
-def _other_settings() -> dict[str, str]:
-    """Settings that `migrate` does not use but `Settings.from_env` requires."""
-    return {
-        "TENANTGATE_REDIS_URL": "redis://127.0.0.1:1/0",
-        "TENANTGATE_ADMIN_TOKEN": "admin-token-0123456789",
-        "TENANTGATE_KEY_PEPPER": "00" * 32,
-    }
-
-
-# -- the command --------------------------------------------------------------------------
-
-
-def test_the_migrate_command_migrates_and_prints_a_summary(
-    run_tenantgate, service_environment: dict[str, str], make_tenant: Any
-) -> None:
-    make_tenant()
-    make_tenant()
-
-    result = run_tenantgate("migrate", "--concurrency", "3", environ=service_environment)
-
-    assert result.returncode == 0, result.stderr
-    summary = [line for line in result.stderr.splitlines() if "tenant schemas" in line]
-    assert len(summary) == 1
-    assert " failed 0 of " in summary[0]
-    assert "migrated 0, up to date " in summary[0]  # the service migrates tenants on creation
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
-
-
-def test_the_migrate_command_without_a_database_url_names_it_and_exits_2(
-    run_tenantgate,
-    service_environment: dict[str, str],
-) -> None:
-    environ = {
-        name: value
-        for name, value in service_environment.items()
-        if name != "TENANTGATE_DATABASE_URL"
-    }
-    result = run_tenantgate("migrate", environ=environ)
-    assert result.returncode == 2
-    assert "TENANTGATE_DATABASE_URL" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_the_migrate_command_refuses_a_concurrency_below_one(
-    run_tenantgate,
-    service_environment: dict[str, str],
-) -> None:
-    result = run_tenantgate("migrate", "--concurrency", "0", environ=service_environment)
-    assert result.returncode == 2
-    assert "usage:" in result.stderr
-
-
-def test_the_migrate_command_reports_an_unreachable_database_and_exits_1(run_tenantgate) -> None:
-    environ = {
-        "TENANTGATE_DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/db",
-        **_other_settings(),
-    }
-    result = run_tenantgate("migrate", environ=environ)
-    assert result.returncode == 1
-    assert "127.0.0.1:1" in result.stderr
-    assert "secret" not in result.stderr
-    assert "Traceback" not in result.stderr

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from tenantgate import __version__
-from tenantgate.cli import dev, migrate, serve
+from tenantgate.cli import dev, migrate, serve, tenants
 from tenantgate.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ COMMAND_GROUPS: Final[tuple[Callable[[Subcommands], None], ...]] = (
     serve.register,
     dev.register,
     migrate.register,
+    tenants.register,
 )
 """The ``register`` function of each command group, in the order ``--help`` lists them."""
 

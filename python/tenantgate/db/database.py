@@ -20,10 +20,8 @@ single statement is retried whole, which is why only reads and idempotent writes
 A second failure, or a failure after ``COMMIT`` was sent, is a
 :class:`~tenantgate.errors.ServiceUnavailableError` (503): whether it committed is unknown.
 
-Every driver error leaving this class is translated by :mod:`tenantgate.db.errors`, except
-those raised by the caller's own queries inside :meth:`transaction`: they pass through
-untouched (Litestar's dependency clean-up throws them into this generator and treats a
-different exception coming back as a clean-up failure), and the web layer translates them.
+Every driver error leaving this class is translated by :mod:`tenantgate.db.errors` (those of
+the caller's own queries inside :meth:`transaction` too, unless it asks otherwise).
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from tenantgate.db.errors import is_connection_lost, translating
+from tenantgate.db.errors import is_closed, is_connection_lost, translating
 from tenantgate.errors import TenantGoneError
 
 if TYPE_CHECKING:
@@ -68,19 +66,61 @@ class Database:
         self._acquire_timeout = acquire_timeout
 
     @asynccontextmanager
-    async def transaction(self, tenant: TenantNames | None = None) -> AsyncIterator[Connection]:
+    async def transaction(
+        self, tenant: TenantNames | None = None, *, translate_errors: bool = True
+    ) -> AsyncIterator[Connection]:
         """A connection inside a transaction (as ``tenant`` when given); commit on success,
-        roll back on any exception."""
+        roll back on any exception.
+
+        Driver errors raised in the block leave it translated, unless ``translate_errors`` is
+        false: a Litestar dependency must give back the very exception thrown into it, and
+        the web layer translates it instead.
+        """
         begin = "BEGIN" if tenant is None else "BEGIN; " + tenant.scope_sql
         connection = await self._begin(begin, tenant)
         try:
             try:
-                yield connection
+                if translate_errors:
+                    with translating():
+                        yield connection
+                else:
+                    yield connection
             except BaseException:
                 await self._roll_back(connection)
                 raise
             with translating():
                 await connection.execute("COMMIT")
+        finally:
+            await self._release(connection)
+
+    @asynccontextmanager
+    async def lease(self, key: int, *, wait: bool) -> AsyncIterator[Connection | None]:
+        """A connection holding the session advisory lock ``key`` for the block, or ``None``
+        when ``wait`` is false and someone else holds it.
+
+        The lock is PostgreSQL's, so it is held across processes and dies with its holder's
+        connection: a process killed mid-way leaves no lock behind. It is released explicitly
+        before the connection goes back to the pool (whose reset does not release it).
+        """
+        connection = await self._acquire()
+        try:
+            with translating():
+                if wait:
+                    await connection.execute("SELECT pg_advisory_lock($1)", key)
+                    taken = True
+                else:
+                    taken = await connection.fetchval("SELECT pg_try_advisory_lock($1)", key)
+            if not taken:
+                yield None
+                return
+            try:
+                yield connection
+            finally:
+                await self._roll_back(connection)
+                try:
+                    await connection.execute("SELECT pg_advisory_unlock($1)", key)
+                except Exception:
+                    _terminate(connection)  # a lock that cannot be released dies with it
         finally:
             await self._release(connection)
 
@@ -161,15 +201,20 @@ class Database:
 
     @staticmethod
     async def _roll_back(connection: PooledConnection) -> None:
-        if connection.is_closed() or not connection.is_in_transaction():
+        if is_closed(connection) or not connection.is_in_transaction():
             return
         try:
             await connection.execute("ROLLBACK")
         except Exception:
             # A connection in an unknown state never goes back to the pool, and the error
             # that got us here is the one the caller should see.
-            connection.terminate()
+            _terminate(connection)
 
     async def _forget_idle_connections(self, exc: BaseException) -> None:
         _logger.info("a pooled PostgreSQL connection was gone (%r); reconnecting", exc)
         await self.pool.expire_connections()
+
+
+def _terminate(connection: PooledConnection) -> None:
+    if not is_closed(connection):
+        connection.terminate()

@@ -33,7 +33,7 @@ from tenantgate.errors import (
     TenantgateError,
 )
 
-__all__ = ["SERVICE", "is_connection_lost", "translate", "translating"]
+__all__ = ["SERVICE", "is_closed", "is_connection_lost", "translate", "translating"]
 
 SERVICE: Final = "postgres"
 """How a :class:`ServiceUnavailableError` names PostgreSQL."""
@@ -106,12 +106,21 @@ def translating() -> Iterator[None]:
 def is_connection_lost(exc: BaseException, connection: Connection | None) -> bool:
     """Whether ``exc`` means the connection is gone (so nothing sent on it was committed),
     as opposed to PostgreSQL refusing what was sent."""
-    if connection is not None and connection.is_closed():
-        return True
-    return isinstance(
+    if isinstance(
         exc,
         asyncpg.ConnectionDoesNotExistError
         | asyncpg.AdminShutdownError
         | asyncpg.CrashShutdownError
         | ConnectionError,
-    )
+    ):
+        return True
+    return connection is not None and is_closed(connection)
+
+
+def is_closed(connection: Connection) -> bool:
+    """Whether ``connection`` is gone. A pool's proxy of a connection that died is detached
+    from it at once, and then answers nothing: that counts as gone."""
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:
+        return True

@@ -13,7 +13,6 @@ from tenantgate.db.types import Connection
 __all__ = [
     "KEY_COLUMNS",
     "NewKeyRow",
-    "find_key_by_hash",
     "insert_key",
     "list_keys",
     "revoke_key",
@@ -80,42 +79,19 @@ async def rotate_key(
     grace_ends_at: datetime,
 ) -> asyncpg.Record | None:
     """Issue `successor` and let the old key live until `grace_ends_at` (never longer than
-    it already would); None when the old key does not exist or is revoked."""
-    async with connection.transaction():
-        updated = await connection.fetchval(
-            """
-            UPDATE api_keys
-               SET expires_at = LEAST(coalesce(expires_at, $3), $3)
-             WHERE tenant_id = $1 AND id = $2 AND status = 'active'
-            RETURNING id
-            """,
-            tenant_id,
-            key_id,
-            grace_ends_at,
-        )
-        if updated is None:
-            return None
-        return await insert_key(connection, tenant_id, successor)
-
-
-async def find_key_by_hash(
-    connection: Connection | asyncpg.Pool, digest: bytes
-) -> asyncpg.Record | None:
-    """The key, its tenant's state and its plan's limits, for identifying a request on a
-    cache miss; marks the key as used (at most once per cache lifetime, so it stays cheap)."""
-    row: asyncpg.Record | None = await connection.fetchrow(
+    it already would); None when the old key does not exist or is revoked. Runs inside the
+    caller's transaction, so both changes commit together."""
+    updated = await connection.fetchval(
         """
-        WITH used AS (
-            UPDATE api_keys SET last_used_at = now()
-             WHERE key_hash = $1
-            RETURNING id, tenant_id, status, expires_at
-        )
-        SELECT used.id AS key_id, used.tenant_id, used.status AS key_status, used.expires_at,
-               t.name, t.status AS tenant_status, t.plan, t.tier, p.rate_per_second, p.burst
-          FROM used
-          JOIN tenants t ON t.id = used.tenant_id
-          JOIN plans p ON p.name = t.plan
+        UPDATE api_keys
+           SET expires_at = LEAST(coalesce(expires_at, $3), $3)
+         WHERE tenant_id = $1 AND id = $2 AND status = 'active'
+        RETURNING id
         """,
-        digest,
+        tenant_id,
+        key_id,
+        grace_ends_at,
     )
-    return row
+    if updated is None:
+        return None
+    return await insert_key(connection, tenant_id, successor)

@@ -152,7 +152,7 @@ async def migrate_tenant_schema(
     """Apply the pending migrations to one tenant schema, inside the caller's transaction.
 
     The caller has put the transaction into the tenant's role and schema (see
-    `tenantgate.db.scoped`); returns how many migrations were applied.
+    `tenantgate.db.Database.transaction`); returns how many migrations were applied.
     """
     await connection.execute(_TENANT_TRACKING_SQL)
     await connection.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
@@ -187,7 +187,12 @@ async def migrate_tenants(
     migrations = load_migrations("tenant") if migrations is None else tuple(migrations)
     _check_versions("tenant", migrations)
     tenant_ids: list[UUID] = [
-        row["id"] for row in await pool.fetch("SELECT id FROM tenants ORDER BY created_at, id")
+        row["id"]
+        for row in await pool.fetch(
+            # Tenants being provisioned get the latest version from their provisioning step;
+            # those being deleted need none.
+            "SELECT id FROM tenants WHERE status IN ('active', 'suspended') ORDER BY created_at, id"
+        )
     ]
     report = MigrationReport(total=len(tenant_ids))
     if on_progress is not None:

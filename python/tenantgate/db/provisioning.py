@@ -1,117 +1,147 @@
-"""Creating and deleting tenants in PostgreSQL.
+"""The PostgreSQL steps of provisioning a tenant, each with its undo.
 
-A tenant is a row in `public.tenants`, a schema `t_<id hex>` owned by a role `tg_<id hex>`
-(no login, privileges on its own schema only), and its API keys. Creation runs in one
-transaction — row, role, schema, migrations, first key — so a failure anywhere leaves nothing
-behind; PostgreSQL's DDL, `CREATE ROLE` included, is transactional.
+A tenant in PostgreSQL is a schema ``t_<id hex>`` owned by a role ``tg_<id hex>`` (no login,
+privileges on its own schema only), the tenant tables in it (the tenant migrations), and its
+API keys. :mod:`tenantgate.tenancy.provisioning` runs the steps in order, on the connection
+that holds the tenant's provisioning lease, each in a transaction of its own:
 
-The service's login role needs `CREATEROLE` and `CREATE` on the database. It is made a member
-of each tenant role with `SET` but without `INHERIT` (`createrole_self_grant = 'set'`): it can
-act as a tenant inside a transaction, and holds none of a tenant's privileges outside one.
+1. :class:`RoleAndSchema` — the role and the schema it owns;
+2. :class:`TenantMigrations` — the tenant tables, at the latest version;
+3. :class:`FirstKey` — the tenant's first API key.
 
-Tenant ids are `uuid4()`: 122 bits from the operating system's CSPRNG (`os.urandom`), so an
-id can be neither guessed nor enumerated.
+Every ``apply`` can run again after a partial run and every ``undo`` can run whatever happened
+before (nothing, part, all): that is what lets a crashed provisioning be cleaned up.
+
+The service's login role needs ``CREATEROLE`` and ``CREATE`` on the database. PostgreSQL ≥ 16
+gives a ``CREATEROLE`` role ``ADMIN OPTION`` on each role it creates (and only on those), and
+``createrole_self_grant = 'set'`` makes it a member with ``SET`` but without ``INHERIT``: it can
+act as a tenant inside a transaction and holds none of a tenant's privileges outside one. A
+role of the same name that someone else created is never adopted nor dropped: creating it
+fails (``DuplicateObjectError``) and the undo leaves it alone.
+
+Tenant ids are ``uuid4()``: 122 bits from the operating system's CSPRNG, so an id can be
+neither guessed nor enumerated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from uuid import UUID, uuid4
+from typing import TYPE_CHECKING, Final
 
-import asyncpg
-
-from tenantgate.db.keys import NewKeyRow, insert_key
+from tenantgate.db.errors import translating
+from tenantgate.db.keys import insert_key
 from tenantgate.db.migrator import Migration, load_migrations, migrate_tenant_schema
-from tenantgate.db.types import Connection
-from tenantgate.errors import ConflictError, InvalidInputError
-from tenantgate.naming import TenantNames, quote_ident
+from tenantgate.naming import quote_ident
 
-__all__ = ["NewTenant", "create_tenant", "delete_tenant"]
+if TYPE_CHECKING:
+    from tenantgate.db.types import Connection
+    from tenantgate.naming import TenantNames
+    from tenantgate.tenancy.provisioning import ProvisioningStep, TenantUnderway
 
-_DOMAIN_CONSTRAINT = "tenants_custom_domain_key"
+__all__ = ["FirstKey", "RoleAndSchema", "TenantMigrations", "postgres_steps"]
+
+_ROLE_IS_OURS: Final = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_auth_members m
+      JOIN pg_roles r ON r.oid = m.roleid
+     WHERE r.rolname = $1 AND m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+       AND m.admin_option)
+"""
 
 
-@dataclass(frozen=True, slots=True)
-class NewTenant:
-    name: str
-    plan: str
-    tier: str
-    custom_domain: str | None
+async def _role_is_ours(connection: Connection, names: TenantNames) -> bool:
+    ours: bool = await connection.fetchval(_ROLE_IS_OURS, names.role)
+    return ours
 
 
-async def create_tenant(
-    connection: Connection,
-    tenant: NewTenant,
-    first_key: NewKeyRow,
-    *,
-    migrations: Sequence[Migration] | None = None,
-) -> tuple[asyncpg.Record, asyncpg.Record]:
-    """Provision a tenant and its first key in one transaction; returns both rows."""
-    tenant_id = uuid4()
-    names = TenantNames.of(tenant_id)
-    pending = load_migrations("tenant") if migrations is None else migrations
-    async with connection.transaction():
-        try:
-            row = await connection.fetchrow(
-                """
-                INSERT INTO tenants (id, name, plan, tier, custom_domain, schema_name, role_name)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                RETURNING *
-                """,
-                tenant_id,
-                tenant.name,
-                tenant.plan,
-                tenant.tier,
-                tenant.custom_domain,
-                names.schema,
-                names.role,
-            )
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != _DOMAIN_CONSTRAINT:
-                raise  # an id clash: 122 random bits make it a bug, not a client's error
-            raise ConflictError("custom_domain is already taken") from exc
-        except asyncpg.ForeignKeyViolationError as exc:
-            raise InvalidInputError(f"unknown plan {tenant.plan!r}") from exc
+async def _be_able_to_act_as(connection: Connection, role: str) -> None:
+    """Membership with SET but without INHERIT in a role we administer (idempotent)."""
+    await connection.execute(f"GRANT {role} TO CURRENT_USER WITH INHERIT FALSE, SET TRUE")
+
+
+class RoleAndSchema:
+    """The tenant's role and the schema it owns."""
+
+    name: Final = "postgres role and schema"
+
+    async def apply(self, tenant: TenantUnderway) -> None:
+        names = tenant.names
         role, schema = quote_ident(names.role), quote_ident(names.schema)
-        await connection.execute(
-            f"SET LOCAL createrole_self_grant = 'set'; "
-            f"CREATE ROLE {role} NOLOGIN NOINHERIT; "
-            f"CREATE SCHEMA {schema} AUTHORIZATION {role}"
-        )
-        await connection.execute(names.scope_sql)
-        await migrate_tenant_schema(connection, names, pending)
-        await connection.execute("RESET ROLE; RESET search_path")
-        key_row = await insert_key(connection, tenant_id, first_key)
-    assert row is not None
-    return row, key_row
+        connection = tenant.connection
+        with translating():
+            async with connection.transaction():
+                if await _role_is_ours(connection, names):
+                    await _be_able_to_act_as(connection, role)  # a run cut short, resumed
+                else:
+                    await connection.execute(
+                        f"SET LOCAL createrole_self_grant = 'set'; "
+                        f"CREATE ROLE {role} NOLOGIN NOINHERIT"
+                    )
+                await connection.execute(
+                    f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}"
+                )
+
+    async def undo(self, tenant: TenantUnderway) -> None:
+        names = tenant.names
+        role, schema = quote_ident(names.role), quote_ident(names.schema)
+        connection = tenant.connection
+        with translating():
+            async with connection.transaction():
+                if not await _role_is_ours(connection, names):
+                    return  # never made, or someone else's: nothing of ours to drop
+                await _be_able_to_act_as(connection, role)
+                # Only the owner may drop the schema, and the service role does not inherit
+                # the tenant's privileges: act as the tenant to drop the schema and whatever
+                # else it owns or was granted in this database, then drop the role itself.
+                await connection.execute(
+                    f"SET LOCAL ROLE {role}; "
+                    f"DROP SCHEMA IF EXISTS {schema} CASCADE; "
+                    f"DROP OWNED BY {role} CASCADE; "
+                    f"RESET ROLE; "
+                    f"DROP ROLE {role}"
+                )
 
 
-async def delete_tenant(connection: Connection, tenant_id: UUID) -> bool:
-    """Drop the tenant's schema, role, keys and row; returns False if there was no such tenant."""
-    names = TenantNames.of(tenant_id)
-    role, schema = quote_ident(names.role), quote_ident(names.schema)
-    async with connection.transaction():
-        found = await connection.fetchval(
-            "SELECT true FROM tenants WHERE id = $1 FOR UPDATE", tenant_id
-        )
-        if not found:
-            return False
-        role_exists = await connection.fetchval(
-            "SELECT true FROM pg_roles WHERE rolname = $1", names.role
-        )
-        if role_exists:
-            # Only the owner may drop the schema, and the service role does not inherit the
-            # tenant's privileges: act as the tenant to drop the schema and whatever else it
-            # owns or was granted in this database, then drop the role itself.
-            await connection.execute(
-                f"SET LOCAL ROLE {role}; "
-                f"DROP SCHEMA IF EXISTS {schema} CASCADE; "
-                f"DROP OWNED BY {role} CASCADE; "
-                f"RESET ROLE; "
-                f"DROP ROLE {role}"
+class TenantMigrations:
+    """The tenant's tables: every tenant migration, applied as the tenant."""
+
+    name: Final = "postgres tenant migrations"
+
+    def __init__(self, migrations: Sequence[Migration] | None = None) -> None:
+        self._migrations = load_migrations("tenant") if migrations is None else tuple(migrations)
+
+    async def apply(self, tenant: TenantUnderway) -> None:
+        connection = tenant.connection
+        with translating():
+            async with connection.transaction():
+                await connection.execute(tenant.names.scope_sql)
+                await migrate_tenant_schema(connection, tenant.names, self._migrations)
+
+    async def undo(self, tenant: TenantUnderway) -> None:
+        """Nothing of its own: the tables live in the schema, which `RoleAndSchema.undo` drops."""
+
+
+class FirstKey:
+    """The tenant's first API key (its secret is in the creation's answer only)."""
+
+    name: Final = "first api key"
+
+    async def apply(self, tenant: TenantUnderway) -> None:
+        key = tenant.first_key
+        if key is None:
+            return
+        with translating():
+            exists = await tenant.connection.fetchval(
+                "SELECT true FROM api_keys WHERE id = $1 AND tenant_id = $2", key.id, tenant.id
             )
-        # Its keys go with the row (ON DELETE CASCADE); said here as well, for the reader.
-        await connection.execute("DELETE FROM api_keys WHERE tenant_id = $1", tenant_id)
-        await connection.execute("DELETE FROM tenants WHERE id = $1", tenant_id)
-    return True
+            if not exists:
+                await insert_key(tenant.connection, tenant.id, key)
+
+    async def undo(self, tenant: TenantUnderway) -> None:
+        with translating():
+            await tenant.connection.execute("DELETE FROM api_keys WHERE tenant_id = $1", tenant.id)
+
+
+def postgres_steps(migrations: Sequence[Migration] | None = None) -> list[ProvisioningStep]:
+    """The PostgreSQL steps, in order (``migrations``: the tenant migrations to apply)."""
+    return [RoleAndSchema(), TenantMigrations(migrations), FirstKey()]

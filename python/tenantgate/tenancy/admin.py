@@ -1,9 +1,11 @@
 """The operator's use cases: tenants, their keys, and plans.
 
-Each method is one use case: it validates what msgspec could not, runs the SQL, and tells the
-running instance's identity cache what changed so the change applies at once here (other
-instances see it within a second: their cache entries live one second, plans and domains are
-reloaded every second).
+Each method is one use case: it validates what msgspec could not, runs the SQL (errors arrive
+translated by :mod:`tenantgate.db`: a taken domain is a conflict, an unknown plan invalid
+input, PostgreSQL down a 503), and tells the running instance's identity cache what changed so
+the change applies at once here (other instances see it within a second: their cache entries
+live one second, plans and domains are reloaded every second). Tenants are created and
+deleted by the :class:`~tenantgate.tenancy.provisioning.Provisioner`, across every layer.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import asyncpg
 import msgspec
 
 from tenantgate.db import keys as key_sql
-from tenantgate.db.provisioning import NewTenant, create_tenant, delete_tenant
-from tenantgate.db.translate import translate_driver_errors
-from tenantgate.errors import ConflictError, InvalidInputError, NotFoundError
+from tenantgate.db import tenants as tenant_sql
+from tenantgate.db.tenants import NewTenant
+from tenantgate.errors import InvalidInputError, NotFoundError
 from tenantgate.tenancy.cursor import KEYSET_PAGE_SQL, page_parameters, split_page
 from tenantgate.tenancy.keyring import HASH_SCHEME
 from tenantgate.tenancy.schemas import (
@@ -37,12 +38,14 @@ from tenantgate.tenancy.schemas import (
 )
 
 if TYPE_CHECKING:
+    import asyncpg
+
+    from tenantgate.db.database import Database
     from tenantgate.identity import IdentityCache
     from tenantgate.tenancy.keyring import IssuedKey, KeyIssuer
+    from tenantgate.tenancy.provisioning import Provisioner
 
 __all__ = ["AdminService"]
-
-_TENANT_COLUMNS = "id, name, plan, tier, status, custom_domain, created_at"
 
 
 def _check_text(field: str, value: str | None) -> None:
@@ -82,10 +85,17 @@ def _new_key(row: asyncpg.Record, issued: IssuedKey) -> NewKey:
 
 
 class AdminService:
-    def __init__(self, pool: asyncpg.Pool, issuer: KeyIssuer, directory: IdentityCache) -> None:
-        self._pool = pool
+    def __init__(
+        self,
+        database: Database,
+        issuer: KeyIssuer,
+        identity: IdentityCache,
+        provisioner: Provisioner,
+    ) -> None:
+        self._database = database
         self._issuer = issuer
-        self._directory = directory
+        self._identity = identity
+        self._provisioner = provisioner
 
     # -- tenants -------------------------------------------------------------------------
 
@@ -97,30 +107,28 @@ class AdminService:
                 raise InvalidInputError("custom_domain is only for enterprise tenants")
             domain = normalise_domain(body.custom_domain)
         issued = self._issuer.issue(name="default", expires_at=None)
-        with translate_driver_errors():
-            async with self._pool.acquire() as connection:
-                tenant_row, key_row = await create_tenant(
-                    connection, NewTenant(body.name, body.plan, body.tier, domain), issued.row
-                )
-        tenant = _tenant(tenant_row)
+        row = await self._provisioner.create(
+            NewTenant(body.name, body.plan, body.tier, domain), issued.row
+        )
+        tenant = _tenant(row)
+        key_row = await self._database.fetchrow(
+            f"SELECT {key_sql.KEY_COLUMNS} FROM api_keys WHERE id = $1", issued.row.id
+        )
+        if key_row is None:  # deleted in the instant since
+            raise NotFoundError("tenant")
         if domain is not None:
-            await self._directory.reload_domains()
+            await self._identity.reload_domains()
         return TenantCreated(tenant=tenant, api_key=_new_key(key_row, issued))
 
     async def list_tenants(self, limit: int, cursor: str | None) -> TenantPage:
-        parameters = page_parameters(cursor, limit)
-        with translate_driver_errors():
-            rows = await self._pool.fetch(
-                f"SELECT {_TENANT_COLUMNS} FROM tenants {KEYSET_PAGE_SQL}", *parameters
-            )
+        rows = await tenant_sql.page(
+            self._database, KEYSET_PAGE_SQL, page_parameters(cursor, limit)
+        )
         tenants, next_cursor = split_page(rows, limit, _tenant)
         return TenantPage(tenants=tenants, next_cursor=next_cursor)
 
     async def get_tenant(self, tenant_id: UUID) -> Tenant:
-        with translate_driver_errors():
-            row = await self._pool.fetchrow(
-                f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = $1", tenant_id
-            )
+        row = await tenant_sql.find(self._database, tenant_id)
         if row is None:
             raise NotFoundError("tenant")
         return _tenant(row)
@@ -139,36 +147,22 @@ class AdminService:
             changes["custom_domain"] = normalise_domain(changes["custom_domain"])
         if not changes:
             return current
-        assignments = ", ".join(f"{column} = ${n}" for n, column in enumerate(changes, start=2))
-        with translate_driver_errors():
-            try:
-                row = await self._pool.fetchrow(
-                    f"UPDATE tenants SET {assignments} WHERE id = $1 RETURNING {_TENANT_COLUMNS}",
-                    tenant_id,
-                    *changes.values(),
-                )
-            except asyncpg.UniqueViolationError as exc:
-                raise ConflictError("custom_domain is already taken") from exc
-            except asyncpg.ForeignKeyViolationError as exc:
-                raise InvalidInputError(f"unknown plan {changes.get('plan')!r}") from exc
+        row = await tenant_sql.change(self._database, tenant_id, changes)
         if row is None:
             raise NotFoundError("tenant")
         tenant = _tenant(row)
         if current.custom_domain != tenant.custom_domain:
-            await self._directory.reload_domains()
-        self._directory.forget_tenant(tenant_id)
+            await self._identity.reload_domains()
+        self._identity.forget_tenant(tenant_id)
         return tenant
 
     async def delete_tenant(self, tenant_id: UUID) -> None:
         current = await self.get_tenant(tenant_id)
-        with translate_driver_errors():
-            async with self._pool.acquire() as connection:
-                deleted = await delete_tenant(connection, tenant_id)
-        if not deleted:
+        if not await self._provisioner.delete(tenant_id):
             raise NotFoundError("tenant")
         if current.custom_domain:
-            await self._directory.reload_domains()
-        self._directory.forget_tenant(tenant_id)
+            await self._identity.reload_domains()
+        self._identity.forget_tenant(tenant_id)
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -185,70 +179,62 @@ class AdminService:
             else None
         )
         issued = self._issuer.issue(name=body.name, expires_at=expires_at)
-        with translate_driver_errors():
-            try:
-                async with self._pool.acquire() as connection:
-                    row = await key_sql.insert_key(connection, tenant_id, issued.row)
-            except asyncpg.ForeignKeyViolationError as exc:  # deleted meanwhile
-                raise NotFoundError("tenant") from exc
+        # A tenant deleted meanwhile: the foreign key refuses, translated to "tenant not found".
+        async with self._database.transaction() as connection:
+            row = await key_sql.insert_key(connection, tenant_id, issued.row)
         return _new_key(row, issued)
 
     async def list_keys(self, tenant_id: UUID) -> list[Key]:
         await self.get_tenant(tenant_id)
-        with translate_driver_errors():
-            async with self._pool.acquire() as connection:
-                rows = await key_sql.list_keys(connection, tenant_id)
+        async with self._database.transaction() as connection:
+            rows = await key_sql.list_keys(connection, tenant_id)
         return [_key(row) for row in rows]
 
     async def rotate_key(self, tenant_id: UUID, key_id: UUID, body: RotateKey) -> NewKey:
         grace_ends_at = datetime.now(UTC) + timedelta(seconds=body.grace_seconds)
-        with translate_driver_errors():
-            async with self._pool.acquire() as connection:
-                old_name = await connection.fetchval(
-                    "SELECT name FROM api_keys WHERE tenant_id = $1 AND id = $2", tenant_id, key_id
-                )
-                successor = self._issuer.issue(name=old_name, expires_at=None)
-                row = await key_sql.rotate_key(
-                    connection, tenant_id, key_id, successor.row, grace_ends_at
-                )
+        async with self._database.transaction() as connection:
+            old_name = await connection.fetchval(
+                "SELECT name FROM api_keys WHERE tenant_id = $1 AND id = $2", tenant_id, key_id
+            )
+            successor = self._issuer.issue(name=old_name, expires_at=None)
+            row = await key_sql.rotate_key(
+                connection, tenant_id, key_id, successor.row, grace_ends_at
+            )
         if row is None:
             raise NotFoundError("key")
-        self._directory.forget_key(key_id)
+        self._identity.forget_key(key_id)
         return _new_key(row, successor)
 
     async def revoke_key(self, tenant_id: UUID, key_id: UUID) -> None:
-        with translate_driver_errors():
-            async with self._pool.acquire() as connection:
-                revoked = await key_sql.revoke_key(connection, tenant_id, key_id)
+        async with self._database.transaction() as connection:
+            revoked = await key_sql.revoke_key(connection, tenant_id, key_id)
         if not revoked:
             raise NotFoundError("key")
-        self._directory.forget_key(key_id)
+        self._identity.forget_key(key_id)
 
     # -- plans ---------------------------------------------------------------------------
 
     async def list_plans(self) -> list[Plan]:
-        with translate_driver_errors():
-            rows = await self._pool.fetch(
-                "SELECT name, rate_per_second, burst FROM plans ORDER BY rate_per_second, name"
-            )
+        rows = await self._database.fetch(
+            "SELECT name, rate_per_second, burst FROM plans ORDER BY rate_per_second, name"
+        )
         return [Plan(row["name"], row["rate_per_second"], row["burst"]) for row in rows]
 
     async def put_plan(self, name: str, body: PutPlan) -> Plan:
-        with translate_driver_errors():
-            row = await self._pool.fetchrow(
-                """
-                INSERT INTO plans (name, rate_per_second, burst) VALUES ($1, $2, $3)
-                ON CONFLICT (name) DO UPDATE
-                   SET rate_per_second = excluded.rate_per_second,
-                       burst = excluded.burst,
-                       updated_at = now()
-                RETURNING name, rate_per_second, burst
-                """,
-                name,
-                body.rate_per_second,
-                body.burst,
-            )
+        row = await self._database.fetchrow(
+            """
+            INSERT INTO plans (name, rate_per_second, burst) VALUES ($1, $2, $3)
+            ON CONFLICT (name) DO UPDATE
+               SET rate_per_second = excluded.rate_per_second,
+                   burst = excluded.burst,
+                   updated_at = now()
+            RETURNING name, rate_per_second, burst
+            """,
+            name,
+            body.rate_per_second,
+            body.burst,
+        )
         assert row is not None
         plan = Plan(row["name"], row["rate_per_second"], row["burst"])
-        await self._directory.reload_plans()
+        await self._identity.reload_plans()
         return plan

@@ -1,7 +1,9 @@
 """The tenant's items: JSON documents in the tenant's own schema.
 
-Every query here is unqualified and runs on a connection inside `tenant_transaction`, so
-PostgreSQL resolves `items` to the caller's schema and refuses anything else.
+Every query here is unqualified and runs on a connection inside the tenant's transaction
+(`Database.transaction(tenant)`), so PostgreSQL resolves `items` to the caller's schema and
+refuses anything else. Driver errors are translated where they surface (the transaction, or
+the web layer's exception handlers).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from uuid import UUID, uuid4
 
 import msgspec
 
-from tenantgate.db.translate import translate_driver_errors
 from tenantgate.errors import NotFoundError
 from tenantgate.tenancy.cursor import KEYSET_PAGE_SQL, page_parameters, split_page
 from tenantgate.tenancy.schemas import Item, ItemPage, validate_item_data
@@ -37,51 +38,44 @@ def _encode(data: dict[str, Any]) -> str:
 
 
 async def create_item(connection: Connection, data: dict[str, Any]) -> Item:
-    with translate_driver_errors():
-        row = await connection.fetchrow(
-            f"INSERT INTO items (id, data) VALUES ($1, $2::jsonb) RETURNING {_COLUMNS}",
-            uuid4(),
-            _encode(data),
-        )
+    row = await connection.fetchrow(
+        f"INSERT INTO items (id, data) VALUES ($1, $2::jsonb) RETURNING {_COLUMNS}",
+        uuid4(),
+        _encode(data),
+    )
     assert row is not None
     return _item(row)
 
 
 async def get_item(connection: Connection, item_id: UUID) -> Item:
-    with translate_driver_errors():
-        row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM items WHERE id = $1", item_id)
+    row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM items WHERE id = $1", item_id)
     if row is None:
         raise NotFoundError("item")
     return _item(row)
 
 
 async def replace_item(connection: Connection, item_id: UUID, data: dict[str, Any]) -> Item:
-    with translate_driver_errors():
-        row = await connection.fetchrow(
-            f"""
-        UPDATE items SET data = $2::jsonb, updated_at = clock_timestamp()
-         WHERE id = $1 RETURNING {_COLUMNS}
-        """,
-            item_id,
-            _encode(data),
-        )
+    row = await connection.fetchrow(
+        f"""
+    UPDATE items SET data = $2::jsonb, updated_at = clock_timestamp()
+     WHERE id = $1 RETURNING {_COLUMNS}
+    """,
+        item_id,
+        _encode(data),
+    )
     if row is None:
         raise NotFoundError("item")
     return _item(row)
 
 
 async def delete_item(connection: Connection, item_id: UUID) -> None:
-    with translate_driver_errors():
-        result = await connection.execute("DELETE FROM items WHERE id = $1", item_id)
+    result = await connection.execute("DELETE FROM items WHERE id = $1", item_id)
     if result == "DELETE 0":
         raise NotFoundError("item")
 
 
 async def list_items(connection: Connection, limit: int, cursor: str | None) -> ItemPage:
     parameters = page_parameters(cursor, limit)
-    with translate_driver_errors():
-        rows = await connection.fetch(
-            f"SELECT {_COLUMNS} FROM items {KEYSET_PAGE_SQL}", *parameters
-        )
+    rows = await connection.fetch(f"SELECT {_COLUMNS} FROM items {KEYSET_PAGE_SQL}", *parameters)
     page, next_cursor = split_page(rows, limit, _item)
     return ItemPage(items=page, next_cursor=next_cursor)

@@ -1,0 +1,81 @@
+"""``tenantgate tenants repair``: finish what a crash left part-way.
+
+A process killed while it provisioned or deleted a tenant leaves that tenant ``provisioning``
+or ``deleting``, with some of its layers made. ``repair`` removes each such tenant from every
+layer (see :mod:`tenantgate.tenancy.provisioning`), skipping those a live process is still
+working on. The service also does this at start-up; the command is for operators who want it
+now. Prints one line per tenant removed and a summary on stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, TextIO
+
+from tenantgate.cli.exit_codes import ExitCode
+from tenantgate.db.pool import open_database
+from tenantgate.db.provisioning import postgres_steps
+from tenantgate.errors import SettingsError, TenantgateError
+from tenantgate.settings import Settings
+from tenantgate.tenancy.provisioning import Provisioner, RepairReport
+
+if TYPE_CHECKING:
+    from tenantgate.cli import Subcommands
+
+__all__ = ["register", "run_repair"]
+
+_PREFIX: Final = "tenantgate tenants repair"
+
+
+def register(commands: Subcommands) -> None:
+    parser = commands.add_parser("tenants", help="tenant maintenance")
+    tenant_commands = parser.add_subparsers(
+        dest="tenants_command", required=True, metavar="COMMAND"
+    )
+    repair = tenant_commands.add_parser(
+        "repair",
+        help="remove tenants a crashed process left half-provisioned or half-deleted",
+        description=(
+            "Remove every tenant a crashed process left provisioning or deleting, from every "
+            "layer; tenants a live process is still working on are left alone. Exit status: "
+            f"{ExitCode.OK} when done, {ExitCode.FAILURE} when a backing service failed, "
+            f"{ExitCode.USAGE} for a settings error."
+        ),
+    )
+    repair.set_defaults(run=lambda args: run_repair())
+
+
+def run_repair(
+    *, environ: Mapping[str, str] | None = None, stderr: TextIO | None = None
+) -> ExitCode:
+    """``tenantgate tenants repair``; returns the exit status."""
+    err = sys.stderr if stderr is None else stderr
+    try:
+        settings = Settings.from_env(os.environ if environ is None else environ)
+    except SettingsError as exc:
+        print(f"{_PREFIX}: {exc}", file=err)
+        return ExitCode.USAGE
+    try:
+        report = asyncio.run(_repair(settings))
+    except TenantgateError as exc:
+        cause = exc.__cause__
+        detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        print(f"{_PREFIX}: {exc}{detail}", file=err)
+        return ExitCode.FAILURE
+    for tenant_id in report.removed:
+        print(f"{_PREFIX}: removed tenant {tenant_id}", file=err)
+    for tenant_id in report.busy:
+        print(f"{_PREFIX}: tenant {tenant_id} is being worked on; left alone", file=err)
+    print(
+        f"{_PREFIX}: removed {len(report.removed)}, left {len(report.busy)} in progress",
+        file=err,
+    )
+    return ExitCode.OK
+
+
+async def _repair(settings: Settings) -> RepairReport:
+    async with open_database(settings.database) as database:
+        return await Provisioner(database, postgres_steps()).repair()

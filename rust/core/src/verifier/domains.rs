@@ -91,6 +91,11 @@ impl Domains {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
+        self.bound_tenant_of(host)
+    }
+
+    /// [`Domains::bound_tenant`] once some domain is bound.
+    fn bound_tenant_of(&self, host: &[u8]) -> Option<Fp> {
         // Most hosts are bound to no tenant: the filter says so from the raw name, without
         // the copy to fold case or the lock (two atomic read-modify-writes).
         if !self.filter.may_contain(host_name(host)?) {

@@ -181,59 +181,91 @@ pub const MAX_TAT: u64 = u64::MAX - 1;
 #[must_use]
 #[inline]
 pub fn decide(tat: u64, now: u64, q: &QuotaValue, cost: u64) -> (Decision, Option<u64>) {
-    let tau = q.tau_ns();
-    let t = q.interval_ns;
-    let base = tat.max(now);
-    // Under one quota, base - now <= tau always. After a quota change (a plan change) the
-    // debt is capped at the new tolerance: the bucket is empty under the new quota, no
-    // emptier, so the change applies at once instead of after the old debt has drained.
-    let debt = base - now;
-    let used = debt.min(tau);
-    // When the cap applied, the capped TAT is written back even if the request is refused;
-    // otherwise the next call would find the old debt again.
-    let capped_tat = (debt > tau).then(|| now.saturating_add(tau).min(MAX_TAT));
-    let tokens = |used: u64| -> u32 {
-        u32::try_from(tau.saturating_sub(used) / t)
-            .unwrap_or(u32::MAX)
-            .min(q.burst)
-    };
-    let secs = |ns: u64| -> f64 {
-        #[allow(clippy::cast_precision_loss)]
-        let s = ns as f64 / NANOS_PER_SECOND;
-        s
-    };
-    let increment = t.saturating_mul(cost);
-    if cost > u64::from(q.burst) || increment > tau {
-        let d = Decision {
-            allowed: false,
-            limit: q.burst,
-            remaining: tokens(used),
-            reset_after: secs(used),
-            retry_after: f64::INFINITY,
-        };
-        return (d, capped_tat);
+    let (outcome, new_tat) = Outcome::of(tat, now, q, cost);
+    (outcome.decision(q), new_tat)
+}
+
+/// What [`decide`] finds, in integers: the new TAT needs only this, and the [`Decision`]
+/// (divisions, floating point) is made from it once the bucket has taken the new TAT, not on
+/// every retry of a compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    allowed: bool,
+    /// The bucket's debt (ns) that `remaining` and `reset_after` are computed from.
+    level: u64,
+    /// Ns until the cost would be allowed; `u64::MAX` for never.
+    retry_ns: u64,
+}
+
+impl Outcome {
+    /// The outcome of a request of `cost` at `now` against a bucket whose TAT is `tat`, and
+    /// the bucket's new TAT (see [`decide`]).
+    #[must_use]
+    #[inline]
+    pub fn of(tat: u64, now: u64, q: &QuotaValue, cost: u64) -> (Self, Option<u64>) {
+        let tau = q.tau_ns();
+        let t = q.interval_ns;
+        let base = tat.max(now);
+        // Under one quota, base - now <= tau always. After a quota change (a plan change) the
+        // debt is capped at the new tolerance: the bucket is empty under the new quota, no
+        // emptier, so the change applies at once instead of after the old debt has drained.
+        let debt = base - now;
+        let used = debt.min(tau);
+        // When the cap applied, the capped TAT is written back even if the request is
+        // refused; otherwise the next call would find the old debt again.
+        let capped_tat = (debt > tau).then(|| now.saturating_add(tau).min(MAX_TAT));
+        let increment = t.saturating_mul(cost);
+        if cost > u64::from(q.burst) || increment > tau {
+            let never = Self {
+                allowed: false,
+                level: used,
+                retry_ns: u64::MAX,
+            };
+            return (never, capped_tat);
+        }
+        // used <= MAX_WINDOW_NS + slack and increment <= tau <= 2^62: no overflow in u64.
+        let after = used.saturating_add(increment);
+        if after > tau {
+            let refused = Self {
+                allowed: false,
+                level: used,
+                retry_ns: after - tau,
+            };
+            (refused, capped_tat)
+        } else {
+            let allowed = Self {
+                allowed: true,
+                level: after,
+                retry_ns: 0,
+            };
+            let new_tat = now.saturating_add(after).min(MAX_TAT);
+            (allowed, (cost > 0).then_some(new_tat).or(capped_tat))
+        }
     }
-    // used <= MAX_WINDOW_NS + slack and increment <= tau <= 2^62: no overflow in u64.
-    let after = used.saturating_add(increment);
-    if after > tau {
-        let d = Decision {
-            allowed: false,
-            limit: q.burst,
-            remaining: tokens(used),
-            reset_after: secs(used),
-            retry_after: secs(after - tau),
+
+    /// The decision, under the quota the outcome was found with.
+    #[must_use]
+    #[inline]
+    pub fn decision(self, q: &QuotaValue) -> Decision {
+        let secs = |ns: u64| -> f64 {
+            #[allow(clippy::cast_precision_loss)]
+            let s = ns as f64 / NANOS_PER_SECOND;
+            s
         };
-        (d, capped_tat)
-    } else {
-        let d = Decision {
-            allowed: true,
+        let tokens = u32::try_from(q.tau_ns().saturating_sub(self.level) / q.interval_ns)
+            .unwrap_or(u32::MAX)
+            .min(q.burst);
+        Decision {
+            allowed: self.allowed,
             limit: q.burst,
-            remaining: tokens(after),
-            reset_after: secs(after),
-            retry_after: 0.0,
-        };
-        let new_tat = now.saturating_add(after).min(MAX_TAT);
-        (d, (cost > 0).then_some(new_tat).or(capped_tat))
+            remaining: tokens,
+            reset_after: secs(self.level),
+            retry_after: if self.retry_ns == u64::MAX {
+                f64::INFINITY
+            } else {
+                secs(self.retry_ns)
+            },
+        }
     }
 }
 
@@ -247,7 +279,10 @@ pub fn acquire<S: BucketStore + ?Sized>(
     cost: u64,
     now: u64,
 ) -> Decision {
-    store.update(id, now, |tat| decide(tat, now, quota, cost))
+    let q = *quota;
+    store
+        .update(id, now, move |tat| Outcome::of(tat, now, &q, cost))
+        .decision(&q)
 }
 
 #[cfg(test)]

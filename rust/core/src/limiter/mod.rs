@@ -53,8 +53,12 @@ impl Limiter {
         previous: Option<&BucketHandle>,
     ) -> (Decision, BucketHandle) {
         let q = quota.get();
-        self.store
-            .update_with_handle(id, now, previous, |tat| gcra::decide(tat, now, &q, cost))
+        let (outcome, handle) = self
+            .store
+            .update_with_handle(id, now, previous, move |tat| {
+                gcra::Outcome::of(tat, now, &q, cost)
+            });
+        (outcome.decision(&q), handle)
     }
 
     /// Charges the bucket behind `handle` with no lookup and no lock: one atomic
@@ -70,7 +74,8 @@ impl Limiter {
     ) -> Option<Decision> {
         let q = quota.get();
         self.store
-            .update_handle(handle, |tat| gcra::decide(tat, now, &q, cost))
+            .update_handle(handle, move |tat| gcra::Outcome::of(tat, now, &q, cost))
+            .map(|outcome| outcome.decision(&q))
     }
 }
 

@@ -50,7 +50,12 @@ if TYPE_CHECKING:
 _logger = logging.getLogger("tenantgate.db")
 
 # Errors a statement can end with: PostgreSQL's answer, or the connection's end.
-_DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_DRIVER_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 
 class Database:
@@ -152,6 +157,7 @@ class Database:
                         return await run(connection)
                     except _DRIVER_ERRORS as exc:
                         if attempt == 1 and is_connection_lost(exc, connection):
+                            _terminate(connection)
                             await self._forget_idle_connections(exc)
                             continue
                         raise
@@ -174,6 +180,7 @@ class Database:
                         raise TenantGoneError(str(tenant.tenant_id)) from exc
                     except _DRIVER_ERRORS as exc:
                         if attempt == 1 and is_connection_lost(exc, connection):
+                            _terminate(connection)
                             await self._forget_idle_connections(exc)
                             await self._release(connection)
                             continue

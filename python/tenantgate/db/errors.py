@@ -88,6 +88,10 @@ def translate(exc: BaseException) -> TenantgateError | None:
         )
     if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
         return ServiceUnavailableError(SERVICE)
+    if isinstance(exc, asyncpg.InternalClientError):
+        # The protocol saw the server end the session in the middle of an exchange (a
+        # terminated backend's FATAL message, say): the connection is unusable, not the query.
+        return ServiceUnavailableError(SERVICE)
     return None
 
 
@@ -96,7 +100,13 @@ def translating() -> Iterator[None]:
     """Re-raise PostgreSQL errors in the block as tenantgate errors (``from`` the original)."""
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    ) as exc:
         translated = translate(exc)
         if translated is None:
             raise
@@ -111,6 +121,7 @@ def is_connection_lost(exc: BaseException, connection: Connection | None) -> boo
         asyncpg.ConnectionDoesNotExistError
         | asyncpg.AdminShutdownError
         | asyncpg.CrashShutdownError
+        | asyncpg.InternalClientError  # the server's goodbye arrived mid-exchange
         | ConnectionError,
     ):
         return True

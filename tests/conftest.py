@@ -70,6 +70,61 @@ def run_tenantgate() -> Any:
     return run
 
 
+@pytest.fixture(scope="session")
+def serve_tenantgate() -> Any:
+    """Start `tenantgate serve` as a user would, with only the given TENANTGATE_* variables,
+    and stop it (its whole process group) afterwards::
+
+        with serve_tenantgate(environ, workers=2) as url: ...
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+    from contextlib import contextmanager
+
+    import httpx
+
+    from tenantgate.dev.ports import free_port
+
+    @contextmanager
+    def serve(environ: dict[str, str], *, workers: int = 1, timeout: float = 60.0) -> Any:
+        port = free_port()
+        clean = {
+            name: value for name, value in os.environ.items() if not name.startswith("TENANTGATE_")
+        }
+        command = ["serve", "--port", str(port), "--workers", str(workers)]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tenantgate", *command],
+            env=clean | environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                assert server.poll() is None, f"the server exited with {server.returncode}"
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server never answered /healthz"
+                time.sleep(0.1)
+            yield url
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+    return serve
+
+
 @dataclass(frozen=True)
 class S3Settings:
     """Where the S3 gateway is and the admin identity's keys."""
@@ -199,6 +254,13 @@ def service(service_settings: Any) -> Iterator[Any]:
 
     with TestClient(create_app(service_settings)) as client:
         yield client
+
+
+@pytest.fixture
+def served(serve_tenantgate: Any, service_environment: dict[str, str]) -> Iterator[str]:
+    """`tenantgate serve` (granian, one worker) on the session's stack; its URL."""
+    with serve_tenantgate(service_environment) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,9 @@ problem+json responses.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 __all__ = [
     "ConflictError",
     "EmbeddedServerError",
@@ -26,6 +29,7 @@ __all__ = [
     "SettingsError",
     "TenantGoneError",
     "TenantgateError",
+    "translated",
 ]
 
 
@@ -83,3 +87,20 @@ class TenantGoneError(TenantgateError):
 
     Answered like any other failed authentication.
     """
+
+
+@contextmanager
+def translated(
+    translate: Callable[[BaseException], TenantgateError | None],
+    *catching: type[BaseException],
+) -> Iterator[None]:
+    """Re-raise an exception of the ``catching`` types raised in the block as the tenantgate
+    error ``translate`` makes of it (``from`` the original); one it has no word for (a bug)
+    passes unchanged. Each backing-service room passes its own one error map."""
+    try:
+        yield
+    except catching as exc:
+        translation = translate(exc)
+        if translation is None:
+            raise
+        raise translation from exc

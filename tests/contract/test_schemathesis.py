@@ -8,56 +8,15 @@ endpoints (see `fuzz_api.py`). The admin run changes plans; the built-in ones ar
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 from fuzz_api import create_tenant, restore_built_in_plans, run_schemathesis
-
-from tenantgate.dev.ports import free_port
 
 pytestmark = pytest.mark.servers
 
 MAX_EXAMPLES = 10
 """Test cases per operation and phase: the whole test takes well under 90 s."""
-
-
-@pytest.fixture
-def served(service_environment):
-    """`tenantgate serve` (granian, one worker) on the session's stack."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tenantgate", "serve", "--port", str(port)],
-        env={**os.environ, **service_environment},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, "the server exited during start-up"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 def test_schemathesis_finds_no_failure(served, service_environment):

@@ -89,7 +89,7 @@ def test_audit_verify_is_not_offered_until_it_works(run_tenantgate) -> None:
 
 def test_every_command_group_is_registered() -> None:
     """A module in cli/ is a command group, unless it is one of the shared helpers."""
-    helpers = {"arguments", "exit_codes"}
+    helpers = {"arguments", "exit_codes", "reporting"}
     groups = {module.name for module in pkgutil.iter_modules([str(CLI_FOLDER)])} - helpers
     registered = {
         register.__module__.rpartition(".")[2] for register in tenantgate.cli.COMMAND_GROUPS

@@ -286,30 +286,11 @@ def test_two_workers_serve(demo_dev: DevRun) -> None:
 
 
 @pytest.mark.servers
-def test_a_second_serve_started_with_service_env_joins_the_stack(demo_dev: DevRun) -> None:
+def test_a_second_serve_started_with_service_env_joins_the_stack(
+    demo_dev: DevRun, serve_tenantgate: Any
+) -> None:
     ready = demo_dev.ready
-    port = _unused_port()
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("TENANTGATE_")
-    }
-    second = subprocess.Popen(
-        [sys.executable, "-m", "tenantgate", "serve", "--port", str(port)],
-        env=environment | ready["service_env"],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert second.poll() is None, f"the second server exited with {second.returncode}"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the second server never answered /healthz"
-            time.sleep(0.2)
+    with serve_tenantgate(ready["service_env"]) as url:
         answer = _me(url, ready["demo_api_key"])
         assert answer.status_code == 200, answer.text
         assert answer.json() == _me(ready["url"], ready["demo_api_key"]).json()
@@ -319,10 +300,3 @@ def test_a_second_serve_started_with_service_env_joins_the_stack(demo_dev: DevRu
             timeout=10,
         )
         assert tenants.status_code == 200, tenants.text
-    finally:
-        os.killpg(second.pid, signal.SIGTERM)
-        try:
-            second.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(second.pid, signal.SIGKILL)
-            second.wait()

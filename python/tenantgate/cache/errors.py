@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Final
 
 import redis.exceptions
 
-from tenantgate.errors import ServiceUnavailableError, TenantgateError
+from tenantgate.errors import ServiceUnavailableError, TenantgateError, translated
 
 __all__ = ["SERVICE", "translate", "translating"]
 
@@ -26,6 +25,10 @@ _UNAVAILABLE: Final = (
 )
 
 
+_DRIVER_ERRORS: Final = (redis.exceptions.RedisError, OSError, TimeoutError)
+"""What this room's drivers raise: the exceptions :func:`translating` looks at."""
+
+
 def translate(exc: BaseException) -> TenantgateError | None:
     """The tenantgate error ``exc`` means, or ``None`` when it is not Redis's to explain."""
     if isinstance(exc, _UNAVAILABLE):
@@ -33,13 +36,6 @@ def translate(exc: BaseException) -> TenantgateError | None:
     return None
 
 
-@contextmanager
-def translating() -> Iterator[None]:
+def translating() -> AbstractContextManager[None]:
     """Re-raise Redis errors in the block as tenantgate errors (``from`` the original)."""
-    try:
-        yield
-    except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
-        translated = translate(exc)
-        if translated is None:
-            raise
-        raise translated from exc
+    return translated(translate, *_DRIVER_ERRORS)

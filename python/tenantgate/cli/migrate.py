@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,9 +16,9 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 from tenantgate.cli.arguments import at_least_one
 from tenantgate.cli.exit_codes import ExitCode
+from tenantgate.cli.reporting import failure_line, load_settings
 from tenantgate.db.fleet import DEFAULT_CONCURRENCY, migrate_everything
-from tenantgate.errors import SettingsError, TenantgateError
-from tenantgate.settings import Settings
+from tenantgate.errors import TenantgateError
 
 if TYPE_CHECKING:
     from tenantgate.cli import Subcommands
@@ -64,10 +63,8 @@ def run_migrate(
 ) -> ExitCode:
     """``tenantgate migrate``; returns the exit status."""
     err = sys.stderr if stderr is None else stderr
-    try:
-        settings = Settings.from_env(os.environ if environ is None else environ)
-    except SettingsError as exc:
-        print(f"{_PREFIX}: {exc}", file=err)
+    settings = load_settings(_PREFIX, environ, err)
+    if settings is None:
         return ExitCode.USAGE
     try:
         with _progress_bar(enabled=_is_terminal(err)) as show:
@@ -83,9 +80,7 @@ def run_migrate(
         print(f"{_PREFIX}: interrupted; run it again to finish", file=err)
         return ExitCode.INTERRUPTED
     except TenantgateError as exc:  # PostgreSQL unreachable, or it refused the run
-        cause = exc.__cause__
-        detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
-        print(f"{_PREFIX}: {exc}{detail}", file=err)
+        print(failure_line(_PREFIX, exc), file=err)
         return ExitCode.FAILURE
     if report.public_applied:
         versions = ", ".join(str(version) for version in report.public_applied)

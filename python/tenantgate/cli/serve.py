@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 from tenantgate.cli.arguments import at_least_one, tcp_port
 from tenantgate.cli.exit_codes import ExitCode
-from tenantgate.errors import SettingsError
-from tenantgate.settings import Settings
+from tenantgate.cli.reporting import load_settings
 
 if TYPE_CHECKING:
     from tenantgate.cli import Subcommands
@@ -59,12 +58,9 @@ def _run(args: argparse.Namespace) -> ExitCode:
 
 def serve(*, host: str, port: int, workers: int) -> ExitCode:
     """Serve the application with granian until it is stopped."""
-    try:
-        # Checked here, once, so a bad setting is one clear line instead of a traceback
-        # from every worker process.
-        Settings.from_env()
-    except SettingsError as exc:
-        print(f"tenantgate: {exc}", file=sys.stderr)
+    # Checked here, once, so a bad setting is one clear line instead of a traceback from
+    # every worker process.
+    if load_settings("tenantgate", None, sys.stderr) is None:
         return ExitCode.USAGE
 
     from granian import Granian

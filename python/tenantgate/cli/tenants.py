@@ -10,15 +10,15 @@ now. Prints one line per tenant removed and a summary on stderr.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, TextIO
 
 from tenantgate.cli.exit_codes import ExitCode
+from tenantgate.cli.reporting import failure_line, load_settings
 from tenantgate.db.pool import open_database
 from tenantgate.db.provisioning import postgres_steps
-from tenantgate.errors import SettingsError, TenantgateError
+from tenantgate.errors import TenantgateError
 from tenantgate.settings import Settings
 from tenantgate.tenancy.provisioning import Provisioner, RepairReport
 
@@ -53,17 +53,13 @@ def run_repair(
 ) -> ExitCode:
     """``tenantgate tenants repair``; returns the exit status."""
     err = sys.stderr if stderr is None else stderr
-    try:
-        settings = Settings.from_env(os.environ if environ is None else environ)
-    except SettingsError as exc:
-        print(f"{_PREFIX}: {exc}", file=err)
+    settings = load_settings(_PREFIX, environ, err)
+    if settings is None:
         return ExitCode.USAGE
     try:
         report = asyncio.run(_repair(settings))
     except TenantgateError as exc:
-        cause = exc.__cause__
-        detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
-        print(f"{_PREFIX}: {exc}{detail}", file=err)
+        print(failure_line(_PREFIX, exc), file=err)
         return ExitCode.FAILURE
     for tenant_id in report.removed:
         print(f"{_PREFIX}: removed tenant {tenant_id}", file=err)

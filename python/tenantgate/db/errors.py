@@ -18,8 +18,8 @@ error, say), which the web layer answers with a bare 500 and logs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Final
 
 import asyncpg
@@ -31,6 +31,7 @@ from tenantgate.errors import (
     NotFoundError,
     ServiceUnavailableError,
     TenantgateError,
+    translated,
 )
 
 __all__ = ["SERVICE", "is_closed", "is_connection_lost", "translate", "translating"]
@@ -75,6 +76,16 @@ _CONSTRAINTS: Final[
 """Constraint name → the domain error its violation means."""
 
 
+_DRIVER_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+"""What this room's drivers raise: the exceptions :func:`translating` looks at."""
+
+
 def translate(exc: BaseException) -> TenantgateError | None:
     """The tenantgate error ``exc`` means, or ``None`` when it is not PostgreSQL's to explain."""
     if isinstance(exc, _UNAVAILABLE):
@@ -95,22 +106,9 @@ def translate(exc: BaseException) -> TenantgateError | None:
     return None
 
 
-@contextmanager
-def translating() -> Iterator[None]:
+def translating() -> AbstractContextManager[None]:
     """Re-raise PostgreSQL errors in the block as tenantgate errors (``from`` the original)."""
-    try:
-        yield
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,
-        OSError,
-        TimeoutError,
-    ) as exc:
-        translated = translate(exc)
-        if translated is None:
-            raise
-        raise translated from exc
+    return translated(translate, *_DRIVER_ERRORS)
 
 
 def is_connection_lost(exc: BaseException, connection: Connection | None) -> bool:

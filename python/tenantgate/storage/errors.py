@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Final
 
 import botocore.exceptions
 
-from tenantgate.errors import NotFoundError, ServiceUnavailableError, TenantgateError
+from tenantgate.errors import NotFoundError, ServiceUnavailableError, TenantgateError, translated
 
 __all__ = ["SERVICE", "translate", "translating"]
 
@@ -31,6 +30,14 @@ _UNAVAILABLE_CODES: Final = frozenset(
 )
 
 
+_DRIVER_ERRORS: Final = (
+    botocore.exceptions.BotoCoreError,
+    botocore.exceptions.ClientError,
+    OSError,
+)
+"""What this room's drivers raise: the exceptions :func:`translating` looks at."""
+
+
 def translate(exc: BaseException) -> TenantgateError | None:
     """The tenantgate error ``exc`` means, or ``None`` when it is not S3's to explain."""
     if isinstance(exc, _UNAVAILABLE):
@@ -44,13 +51,6 @@ def translate(exc: BaseException) -> TenantgateError | None:
     return None
 
 
-@contextmanager
-def translating() -> Iterator[None]:
+def translating() -> AbstractContextManager[None]:
     """Re-raise S3 errors in the block as tenantgate errors (``from`` the original)."""
-    try:
-        yield
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
-        translated = translate(exc)
-        if translated is None:
-            raise
-        raise translated from exc
+    return translated(translate, *_DRIVER_ERRORS)

@@ -9,6 +9,7 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -320,6 +321,46 @@ _KILLED_SCRIPT = textwrap.dedent(
 )
 
 
+def _kill_while_provisioning(
+    phase: str, position: int, service_environment: dict[str, str], database_url: str
+) -> uuid.UUID:
+    """Run a provisioning in a process that SIGKILLs itself before step `position` (of the
+    creation, or of the deletion's undo); the tenant it was working on."""
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_SCRIPT,
+            database_url,
+            service_environment["TENANTGATE_KEY_PEPPER"],
+            phase,
+            str(position),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    return uuid.UUID(killed.stdout.split()[-1])
+
+
+def _left_behind(database_url: str, tenant_id: uuid.UUID) -> tuple[str | None, dict[str, int]]:
+    """The tenant's status (None: no row) and what PostgreSQL holds of it."""
+
+    async def look() -> tuple[str | None, dict[str, int]]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            status = await connection.fetchval(
+                "SELECT status FROM tenants WHERE id = $1", tenant_id
+            )
+            return status, await traces(connection, tenant_id)
+        finally:
+            await connection.close()
+
+    return asyncio.run(look())
+
+
 @pytest.mark.parametrize(
     ("phase", "position"),
     [("create", position) for position in range(len(STEP_NAMES) + 1)] + [("delete", 1)],
@@ -332,35 +373,8 @@ def test_a_process_killed_between_steps_leaves_a_tenant_that_repair_removes(
     service_database_url: str,
     run_tenantgate: Any,
 ) -> None:
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _KILLED_SCRIPT,
-            service_database_url,
-            service_environment["TENANTGATE_KEY_PEPPER"],
-            phase,
-            str(position),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert killed.returncode == -9, killed.stderr
-    tenant_id = uuid.UUID(killed.stdout.split()[-1])
-
-    async def left_behind() -> tuple[str | None, dict[str, int]]:
-        connection = await asyncpg.connect(service_database_url)
-        try:
-            status = await connection.fetchval(
-                "SELECT status FROM tenants WHERE id = $1", tenant_id
-            )
-            return status, await traces(connection, tenant_id)
-        finally:
-            await connection.close()
-
-    status, before = asyncio.run(left_behind())
+    tenant_id = _kill_while_provisioning(phase, position, service_environment, service_database_url)
+    status, before = _left_behind(service_database_url, tenant_id)
     if status is not None:  # the session's service may have repaired it already
         assert status == ("provisioning" if phase == "create" else "deleting")
         assert before["row"] == 1
@@ -368,7 +382,24 @@ def test_a_process_killed_between_steps_leaves_a_tenant_that_repair_removes(
     repaired = run_tenantgate("tenants", "repair", environ=service_environment)
     assert repaired.returncode == 0, repaired.stderr
     assert "Traceback" not in repaired.stderr
-    assert asyncio.run(left_behind()) == (None, NOTHING)
+    assert _left_behind(service_database_url, tenant_id) == (None, NOTHING)
+
+
+def test_the_next_start_of_the_service_removes_what_a_killed_process_left(
+    service_environment: dict[str, str], service_database_url: str, service_settings: Any
+) -> None:
+    from litestar.testing import TestClient
+
+    from tenantgate import create_app
+
+    tenant_id = _kill_while_provisioning("create", 2, service_environment, service_database_url)
+    assert _left_behind(service_database_url, tenant_id)[0] == "provisioning"
+
+    with TestClient(create_app(service_settings)):
+        deadline = time.monotonic() + 15
+        while _left_behind(service_database_url, tenant_id) != (None, NOTHING):
+            assert time.monotonic() < deadline, "the start-up repair did not remove it"
+            time.sleep(0.2)
 
 
 def test_repair_leaves_a_tenant_that_a_live_process_is_provisioning_alone(

@@ -19,6 +19,8 @@ and the work is retried once on a fresh connection. A transaction retries its ``
 single statement is retried whole, which is why only reads and idempotent writes use them.
 A second failure, or a failure after ``COMMIT`` was sent, is a
 :class:`~tenantgate.errors.ServiceUnavailableError` (503): whether it committed is unknown.
+A tenant transaction whose ``SET LOCAL ROLE`` is refused is retried the same way: a backend
+can hold a stale list of the roles its login may become (see ``_stale_role_memberships``).
 
 Every driver error leaving this class is translated by :mod:`tenantgate.db.errors` (those of
 the caller's own queries inside :meth:`transaction` too, unless it asks otherwise).
@@ -179,7 +181,10 @@ class Database:
                             raise
                         raise TenantGoneError(str(tenant.tenant_id)) from exc
                     except _DRIVER_ERRORS as exc:
-                        if attempt == 1 and is_connection_lost(exc, connection):
+                        if attempt == 1 and (
+                            is_connection_lost(exc, connection)
+                            or _stale_role_memberships(exc, tenant)
+                        ):
                             _terminate(connection)
                             await self._forget_idle_connections(exc)
                             await self._release(connection)
@@ -218,8 +223,20 @@ class Database:
             _terminate(connection)
 
     async def _forget_idle_connections(self, exc: BaseException) -> None:
-        _logger.info("a pooled PostgreSQL connection was gone (%r); reconnecting", exc)
+        _logger.info("a pooled PostgreSQL connection was unusable (%r); reconnecting", exc)
         await self.pool.expire_connections()
+
+
+def _stale_role_memberships(exc: BaseException, tenant: TenantNames | None) -> bool:
+    """Whether ``SET LOCAL ROLE`` was refused by a backend that has not seen the tenant role's
+    membership yet.
+
+    A backend caches the roles its login may become. Seen here (PostgreSQL 18, tenants created
+    concurrently through another connection): a backend can keep a list computed while a new
+    tenant role's grant was committing, and refuse that role even in later transactions,
+    while a fresh backend accepts it. The retry after this answer runs on a fresh backend.
+    """
+    return tenant is not None and isinstance(exc, asyncpg.InsufficientPrivilegeError)
 
 
 def _terminate(connection: PooledConnection) -> None:

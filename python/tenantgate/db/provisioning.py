@@ -55,8 +55,14 @@ async def _role_is_ours(connection: Connection, names: TenantNames) -> bool:
 
 
 async def _be_able_to_act_as(connection: Connection, role: str) -> None:
-    """Membership with SET but without INHERIT in a role we administer (idempotent)."""
-    await connection.execute(f"GRANT {role} TO CURRENT_USER WITH INHERIT FALSE, SET TRUE")
+    """Membership with SET but without INHERIT in a role we administer (idempotent), seen by
+    this backend: a backend may hold a stale list of the roles it may become (see
+    `tenantgate.db.database`), and rewriting the role's catalog row (`ALTER ROLE`, changing
+    nothing) makes it read the list again before the `SET LOCAL ROLE` that follows."""
+    await connection.execute(
+        f"GRANT {role} TO CURRENT_USER WITH INHERIT FALSE, SET TRUE; "
+        f"ALTER ROLE {role} NOLOGIN NOINHERIT"
+    )
 
 
 class RoleAndSchema:

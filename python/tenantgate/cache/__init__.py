@@ -2,6 +2,8 @@
 
 The only room that imports ``redis``. Tenants' ACL users, placement and ``TenantCache`` arrive
 with the cache-isolation issue; today the service holds one client, used by ``/readyz``.
+
+Internal: the public API is :mod:`tenantgate` (its ``__all__``); names here may change.
 """
 
 from tenantgate.cache.client import open_redis, ping

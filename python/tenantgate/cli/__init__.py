@@ -5,6 +5,8 @@ Each group's module has ``register(commands)``, which adds its sub-command(s) an
 :class:`~tenantgate.cli.exit_codes.ExitCode`. A new group is a module and one line in
 :data:`COMMAND_GROUPS`. The embedded servers (an optional extra) are imported only when
 ``tenantgate dev`` runs.
+
+Internal: the public API is :mod:`tenantgate` (its ``__all__``); names here may change.
 """
 
 from __future__ import annotations

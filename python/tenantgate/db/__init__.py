@@ -2,6 +2,8 @@
 
 The only room that imports ``asyncpg``; its errors are translated once, in
 :mod:`tenantgate.db.errors`.
+
+Internal: the public API is :mod:`tenantgate` (its ``__all__``); names here may change.
 """
 
 from tenantgate.db.database import Database

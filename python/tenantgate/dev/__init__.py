@@ -8,6 +8,8 @@ through the same process machinery (:class:`ManagedProcess`).
 
     with EmbeddedStack(Path("./.tenantgate-dev")) as info:
         print(info.postgres_admin_url, info.redis_admin_url, info.s3_endpoint_url)
+
+Internal: the public API is :mod:`tenantgate` (its ``__all__``); names here may change.
 """
 
 from __future__ import annotations

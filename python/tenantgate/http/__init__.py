@@ -1,4 +1,7 @@
-"""The HTTP layer shared by every tenantgate application: request ids, metrics, problems."""
+"""The HTTP layer shared by every tenantgate application: request ids, metrics, problems.
+
+Internal: the public API is :mod:`tenantgate` (its ``__all__``); names here may change.
+"""
 
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ One module per job:
 - :mod:`~tenantgate.identity.responses` — the one 403, the 429, the rate-limit headers;
 - :mod:`~tenantgate.identity.context` — :class:`TenantIdentity`, :data:`current_tenant`,
   :func:`require_tenant`.
+
+Internal: the public API is :mod:`tenantgate` (its ``__all__``); names here may change.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The routes of the tenantgate service."""
+"""The routes of the tenantgate service.
+
+Internal: the public API is :mod:`tenantgate` (its ``__all__``); names here may change.
+"""
 
 from __future__ import annotations
 

@@ -560,7 +560,7 @@ class Quota:
     (at least 1, at most 2**62) and the tolerance ``interval * burst`` (at most 2**62).
     """
 
-    __slots__ = ("_interval_ns", "_tau_ns", "burst", "rate_per_second")
+    __slots__ = ("_value",)
 
     def __init__(self, rate_per_second: float, burst: int) -> None:
         self.update(rate_per_second, burst)
@@ -576,10 +576,17 @@ class Quota:
             raise OverflowError("burst must fit in 32 bits")
         interval = _NS_PER_SECOND / rate
         interval_ns = _MAX_WINDOW_NS if interval >= _MAX_WINDOW_NS else max(1, math.ceil(interval))
-        self.rate_per_second = rate
-        self.burst = int(burst)
-        self._interval_ns = interval_ns
-        self._tau_ns = min(interval_ns * burst, _MAX_WINDOW_NS)
+        # One attribute, replaced whole: a reader sees the old quota or the new one, never
+        # the new rate with the old burst (the native core keeps it in one atomic word).
+        self._value = (rate, int(burst), interval_ns, min(interval_ns * burst, _MAX_WINDOW_NS))
+
+    @property
+    def rate_per_second(self) -> float:
+        return self._value[0]
+
+    @property
+    def burst(self) -> int:
+        return self._value[1]
 
     def __repr__(self) -> str:
         return f"Quota(rate_per_second={self.rate_per_second!r}, burst={self.burst!r})"
@@ -639,10 +646,11 @@ class Limiter:
         """Take ``cost`` tokens from ``id``'s bucket if they are there."""
         if cost < 0 or cost > _U32_MAX:
             raise OverflowError("cost must fit in 32 bits and not be negative")
-        interval = quota._interval_ns
-        tau = quota._tau_ns
-        burst = quota.burst
         with self._lock:
+            # Read under the lock: a decision must not apply a quota older than the one the
+            # decision before it saw (that would re-inflate a bucket whose debt a shrinking
+            # quota just capped).
+            _rate, burst, interval, tau = quota._value
             now = self._now_ns()
             tats = self._tats
             tat = tats.get(id)

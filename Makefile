@@ -57,6 +57,7 @@ fuzz-api: build ## schemathesis, all checks, against a fresh `tenantgate dev`: t
 bench: build ## Benchmarks: native vs pure-Python reference; writes bench-results.json
 	$(BIN)/pytest benches --benchmark-enable --benchmark-only --benchmark-json=bench-results.json -q
 	$(BIN)/python benches/memory.py
+	$(BIN)/python benches/redis_connections.py
 	$(BIN)/python benches/report.py
 	cargo bench -p tenantgate-core --quiet -- --quick
 

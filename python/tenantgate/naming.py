@@ -1,15 +1,25 @@
 """The one place that builds tenant-scoped names.
 
-Every name that walls a tenant off — its PostgreSQL schema and role, its Redis namespace, its
-S3 prefix — is derived here from the tenant id, so no other module formats one by hand.
+Every name that walls a tenant off — its PostgreSQL schema and role, its Redis namespace and
+ACL user, its S3 prefix — is derived here from the tenant id, so no other module formats one
+by hand.
+
+Redis keys and channels of a tenant all start with ``t:{<tenant id>}:``: the braces are a hash
+tag (a tenant's keys share one Redis Cluster slot) and are not special in Redis's glob
+patterns, so ``t:{<tenant id>}:*`` matches exactly the tenant's keys (a UUID holds no glob
+character). Every tenant's keys match :data:`REDIS_TENANTS_PATTERN`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 from uuid import UUID
 
-__all__ = ["TenantNames", "quote_ident"]
+__all__ = ["REDIS_TENANTS_PATTERN", "TenantNames", "quote_ident"]
+
+REDIS_TENANTS_PATTERN: Final = "t:*"
+"""The Redis glob pattern that matches every tenant's keys (and no key of the service's)."""
 
 
 def quote_ident(name: str) -> str:
@@ -25,6 +35,12 @@ class TenantNames:
     schema: str
     role: str
     redis_namespace: str
+    """``t:{<tenant id>}:``, the start of every Redis key and channel of the tenant."""
+    redis_pattern: str
+    """``t:{<tenant id>}:*``: the glob pattern of the tenant's keys and channels (its ACL
+    user's ``~`` and ``&`` patterns, and the ``SCAN MATCH`` that finds its keys)."""
+    redis_user: str
+    """``tg_<id hex>``, the tenant's Redis ACL user."""
     s3_prefix: str
     scope_sql: str
     """`SET LOCAL` statements that put a transaction into this tenant's role and schema."""
@@ -38,11 +54,14 @@ class TenantNames:
         scope_sql = (
             f"SET LOCAL ROLE {quote_ident(role)}; SET LOCAL search_path TO {quote_ident(schema)}"
         )
+        redis_namespace = f"t:{{{tenant_id}}}:"
         return cls(
             tenant_id=tenant_id,
             schema=schema,
             role=role,
-            redis_namespace=f"t:{{{tenant_id}}}:",
+            redis_namespace=redis_namespace,
+            redis_pattern=redis_namespace + "*",
+            redis_user=f"tg_{tenant_id.hex}",
             s3_prefix=f"{tenant_id}/",
             scope_sql=scope_sql,
             lock_key=int.from_bytes(tenant_id.bytes[:8], "big", signed=True),

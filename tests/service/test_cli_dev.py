@@ -238,7 +238,13 @@ def test_the_ready_line_has_the_documented_keys_and_the_demo_key(demo_dev: DevRu
     assert all(name.startswith("TENANTGATE_") or name == "SOFTHSM2_CONF" for name in service_env)
     assert ("SOFTHSM2_CONF" in service_env) == ("TENANTGATE_PKCS11_LIB" in service_env)
     assert service_env["TENANTGATE_DATABASE_URL"] == ready["database_url"]
-    assert service_env["TENANTGATE_REDIS_URL"] == ready["redis_url"]
+    # The service runs as its own Redis user, on the server the ready line's admin URL names.
+    service_redis, admin_redis = (
+        urlsplit(service_env["TENANTGATE_REDIS_URL"]),
+        urlsplit(ready["redis_url"]),
+    )
+    assert (service_redis.username, admin_redis.username) == ("tenantgate", "default")
+    assert service_redis.netloc.split("@")[1] == admin_redis.netloc.split("@")[1]
     assert service_env["TENANTGATE_S3_ENDPOINT_URL"] == ready["s3_endpoint_url"]
     assert service_env["TENANTGATE_ADMIN_TOKEN"] == ready["admin_token"]
     answer = _me(ready["url"], ready["demo_api_key"])

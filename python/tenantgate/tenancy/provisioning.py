@@ -9,6 +9,8 @@ list of :class:`ProvisioningStep` and records progress in the tenant's status:
   fails here, before anything is made), apply each step in order, then mark it ``active``. If
   a step fails, the steps begun so far are undone in reverse order (the failed one included:
   it may have done part of its work) and the row removed; the caller sees the step's error.
+  An undo that fails (its backing service down) does not stop the others: every other layer
+  is still cleaned up, and the row stays, ``provisioning`` or ``deleting``, for repair.
 - **delete**: mark the tenant ``deleting`` (it is refused from then on), undo every step in
   reverse order, remove the row.
 - **repair**: a process killed between steps leaves a tenant ``provisioning`` or ``deleting``.
@@ -157,8 +159,15 @@ class Provisioner:
         return report
 
     async def _tear_down(self, tenant: TenantUnderway, steps: Sequence[ProvisioningStep]) -> None:
+        failure: Exception | None = None
         for step in reversed(steps):
-            await step.undo(tenant)
+            try:
+                await step.undo(tenant)
+            except Exception as exc:  # the others' undo still runs; repair retries this one
+                _logger.warning("undoing %r of tenant %s failed: %r", step.name, tenant.id, exc)
+                failure = failure or exc
+        if failure is not None:
+            raise failure
         await tenant_sql.remove(tenant.connection, tenant.id)
 
 

@@ -31,7 +31,6 @@ from litestar.di import NamedDependency, Provide
 from litestar.plugins import InitPluginProtocol
 
 from tenantgate.db.identity_source import PostgresIdentitySource
-from tenantgate.db.provisioning import postgres_steps
 from tenantgate.db.types import Connection
 from tenantgate.errors import ServiceUnavailableError
 from tenantgate.http.admin_auth import AdminAuthMiddleware
@@ -46,6 +45,7 @@ from tenantgate.settings import Settings
 from tenantgate.tenancy.admin import AdminService
 from tenantgate.tenancy.keyring import KeyIssuer
 from tenantgate.tenancy.provisioning import Provisioner
+from tenantgate.tenancy.steps import service_steps
 
 if TYPE_CHECKING:
     from litestar import Litestar, Request
@@ -185,7 +185,9 @@ class TenantGatePlugin(InitPluginProtocol):
         app.request_max_body_size = self.settings.limits.max_body_bytes
         async with open_resources(self.settings) as resources:
             app.state[RESOURCES_STATE_KEY] = resources
-            provisioner = Provisioner(resources.database, postgres_steps())
+            provisioner = Provisioner(
+                resources.database, service_steps(resources.redis, self.settings)
+            )
             app.state[ADMIN_STATE_KEY] = AdminService(
                 resources.database, self.issuer, self.identity, provisioner
             )

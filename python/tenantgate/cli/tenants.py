@@ -14,13 +14,14 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, TextIO
 
+from tenantgate.cache import open_redis
 from tenantgate.cli.exit_codes import ExitCode
 from tenantgate.cli.reporting import failure_line, load_settings
 from tenantgate.db.pool import open_database
-from tenantgate.db.provisioning import postgres_steps
 from tenantgate.errors import TenantgateError
 from tenantgate.settings import Settings
 from tenantgate.tenancy.provisioning import Provisioner, RepairReport
+from tenantgate.tenancy.steps import service_steps
 
 if TYPE_CHECKING:
     from tenantgate.cli import Subcommands
@@ -73,5 +74,5 @@ def run_repair(
 
 
 async def _repair(settings: Settings) -> RepairReport:
-    async with open_database(settings.database) as database:
-        return await Provisioner(database, postgres_steps()).repair()
+    async with open_database(settings.database) as database, open_redis(settings.redis) as redis:
+        return await Provisioner(database, service_steps(redis, settings)).repair()

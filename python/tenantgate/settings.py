@@ -113,8 +113,9 @@ class RedisSettings:
     """Where Redis is and how tenants are kept apart in it."""
 
     url: str
-    """``TENANTGATE_REDIS_URL``: an administrator connection (it creates tenants' ACL users)
-    as a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+    """``TENANTGATE_REDIS_URL``: the service's own management user (it creates and deletes
+    tenants' ACL users and their keys, and reads no tenant data; see the README for its ACL
+    rules) as a ``redis://``, ``rediss://`` or ``unix://`` URL."""
 
     isolation: RedisIsolation = "auto"
     """``TENANTGATE_REDIS_ISOLATION``: ``namespace`` puts every tenant in database 0 under its

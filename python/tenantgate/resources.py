@@ -19,7 +19,6 @@ from tenantgate.db.pool import open_database
 from tenantgate.storage import open_s3
 
 if TYPE_CHECKING:
-    import asyncpg
     import redis.asyncio
     from mypy_boto3_s3 import S3Client
 
@@ -45,11 +44,6 @@ class Resources:
         """The ``redis.asyncio.Redis`` client of the service; it connects on demand."""
         self.s3: Final = s3
         """The boto3 S3 client. boto3 blocks: call it through ``anyio.to_thread.run_sync``."""
-
-    @property
-    def db_pool(self) -> asyncpg.Pool[asyncpg.Record]:
-        """The asyncpg pool behind :attr:`database`."""
-        return self.database.pool
 
 
 @asynccontextmanager

@@ -77,7 +77,7 @@ async def test_after_requests_the_pooled_connection_is_back_to_defaults(
             missing = await client.get(f"/v1/items/{uuid4()}", headers=caller.headers)
             assert missing.status_code == 404
 
-        pool = app.state[RESOURCES_STATE_KEY].db_pool
+        pool = app.state[RESOURCES_STATE_KEY].database.pool
         assert pool.get_max_size() == 1
         async with pool.acquire() as connection:
             assert await _state(connection) == fresh_state

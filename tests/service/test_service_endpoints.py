@@ -377,4 +377,4 @@ class TestPluginWiring:
         with TestClient(app) as client:
             assert client.get("/test/resources").json() == {"ok": True}
         assert len(seen) == 1
-        assert seen[0].db_pool.is_closing()
+        assert seen[0].database.pool.is_closing()

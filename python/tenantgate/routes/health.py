@@ -14,13 +14,15 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, Final
 
-import anyio.to_thread
 from litestar import Response, get
 from litestar.di import NamedDependency
 
+from tenantgate.cache import ping as ping_redis
+from tenantgate.db import ping as ping_postgres
 from tenantgate.http.openapi import problems
 from tenantgate.http.problems import problem_response
 from tenantgate.resources import Resources
+from tenantgate.storage import ping as ping_s3
 
 __all__ = ["CHECK_TIMEOUT_SECONDS", "healthz", "readyz"]
 
@@ -41,9 +43,9 @@ async def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, An
     """PostgreSQL, Redis and S3 all answer (200), or which of them does not (503)."""
     names = ("postgres", "redis", "s3")
     outcomes = await asyncio.gather(
-        _check("postgres", lambda: _ping_postgres(resources)),
-        _check("redis", lambda: _ping_redis(resources)),
-        _check("s3", lambda: _ping_s3(resources)),
+        _check("postgres", lambda: ping_postgres(resources.database)),
+        _check("redis", lambda: ping_redis(resources.redis)),
+        _check("s3", lambda: ping_s3(resources.s3)),
     )
     checks = dict(zip(names, outcomes, strict=True))
     if all(outcome == "ok" for outcome in outcomes):
@@ -64,16 +66,3 @@ async def _check(name: str, ping: Callable[[], Awaitable[object]]) -> str:
         _logger.warning("readiness: %s is unavailable: %r", name, exc)
         return "unavailable"
     return "ok"
-
-
-async def _ping_postgres(resources: Resources) -> None:
-    async with resources.db_pool.acquire() as connection:
-        await connection.fetchval("SELECT 1")
-
-
-async def _ping_redis(resources: Resources) -> None:
-    await resources.redis.ping()
-
-
-async def _ping_s3(resources: Resources) -> None:
-    await anyio.to_thread.run_sync(resources.s3.list_buckets, abandon_on_cancel=True)

@@ -44,6 +44,9 @@ class TenantNames:
     s3_prefix: str
     scope_sql: str
     """`SET LOCAL` statements that put a transaction into this tenant's role and schema."""
+    begin_sql: str
+    """`BEGIN` and `scope_sql` as one simple query: a tenant transaction's first round trip
+    (built here once per tenant, not per request)."""
     lock_key: int
     """The PostgreSQL advisory lock that is this tenant's provisioning lease."""
 
@@ -64,5 +67,6 @@ class TenantNames:
             redis_user=f"tg_{tenant_id.hex}",
             s3_prefix=f"{tenant_id}/",
             scope_sql=scope_sql,
+            begin_sql="BEGIN; " + scope_sql,
             lock_key=int.from_bytes(tenant_id.bytes[:8], "big", signed=True),
         )

@@ -83,7 +83,7 @@ class Database:
         false: a Litestar dependency must give back the very exception thrown into it, and
         the web layer translates it instead.
         """
-        begin = "BEGIN" if tenant is None else "BEGIN; " + tenant.scope_sql
+        begin = "BEGIN" if tenant is None else tenant.begin_sql
         connection = await self._begin(begin, tenant)
         try:
             try:

@@ -7,8 +7,8 @@
   search_path TO <tenant schema>`` go out as one simple query, so a tenant transaction costs
   no extra round trip. ``SET LOCAL`` dies with the transaction, so a pooled connection never
   carries a tenant into its next use.
-- :meth:`Database.fetch`, :meth:`~Database.fetchrow`, :meth:`~Database.fetchval` and
-  :meth:`~Database.execute` run one statement on its own (autocommit), for reads and
+- :meth:`Database.fetch`, :meth:`~Database.fetchrow`, :meth:`~Database.fetchval`
+  run one statement on its own (autocommit), for reads and
   idempotent single-statement writes.
 
 **A dead connection costs clients nothing.** When PostgreSQL drops pooled connections
@@ -144,11 +144,6 @@ class Database:
     async def fetchval(self, query: str, *args: Any) -> Any:
         """The first column of the first row of one statement, or ``None``."""
         return await self._run_once(lambda c: c.fetchval(query, *args))
-
-    async def execute(self, query: str, *args: Any) -> str:
-        """Run one statement; its status (``UPDATE 1``)."""
-        status: str = await self._run_once(lambda c: c.execute(query, *args))
-        return status
 
     async def _run_once(self, run: Callable[[PooledConnection], Awaitable[T]]) -> T:
         for attempt in (1, 2):

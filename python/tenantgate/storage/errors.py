@@ -7,7 +7,7 @@ from typing import Final
 
 import botocore.exceptions
 
-from tenantgate.errors import NotFoundError, ServiceUnavailableError, TenantgateError, translated
+from tenantgate.errors import ServiceUnavailableError, TenantgateError, translated
 
 __all__ = ["SERVICE", "translate", "translating"]
 
@@ -24,7 +24,6 @@ _UNAVAILABLE: Final = (
     OSError,
 )
 
-_NOT_FOUND_CODES: Final = frozenset({"NoSuchKey", "NotFound", "404"})
 _UNAVAILABLE_CODES: Final = frozenset(
     {"ServiceUnavailable", "SlowDown", "InternalError", "RequestTimeout", "503", "500"}
 )
@@ -44,8 +43,6 @@ def translate(exc: BaseException) -> TenantgateError | None:
         return ServiceUnavailableError(SERVICE)
     if isinstance(exc, botocore.exceptions.ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _NOT_FOUND_CODES:
-            return NotFoundError("file")
         if code in _UNAVAILABLE_CODES:
             return ServiceUnavailableError(SERVICE)
     return None

@@ -90,10 +90,6 @@ class Provisioner:
         self._database = database
         self._steps = tuple(steps)
 
-    @property
-    def steps(self) -> tuple[ProvisioningStep, ...]:
-        return self._steps
-
     async def create(self, tenant: NewTenant, first_key: NewKeyRow) -> asyncpg.Record:
         """Provision a tenant and its first key; its row (``active``)."""
         tenant_id = uuid4()

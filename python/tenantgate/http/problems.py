@@ -168,7 +168,12 @@ def handle_unexpected_exception(
         translated = translate(exc)
         if translated is not None:
             translated.__cause__ = exc
-            return _DOMAIN_HANDLERS[type(translated)](request, translated)
+            # The application's handler for what it means, ours unless it installed its own.
+            kind = type(translated)
+            handler: Callable[..., Response[dict[str, Any]]] = request.app.exception_handlers.get(
+                kind, DEFAULT_EXCEPTION_HANDLERS[kind]
+            )
+            return handler(request, translated)
     _log_unexpected(request, exc)
     return problem_response(HTTPStatus.INTERNAL_SERVER_ERROR)
 
@@ -191,13 +196,6 @@ _BACKEND_TRANSLATORS: Final[tuple[Callable[[BaseException], TenantgateError | No
 )
 """Each backing-service room's one error map, for driver errors a handler's own code raised
 (a route's queries on its tenant connection, say)."""
-
-_DOMAIN_HANDLERS: Final[dict[type[TenantgateError], Callable[..., Response[dict[str, Any]]]]] = {
-    NotFoundError: handle_not_found,
-    ConflictError: handle_conflict,
-    InvalidInputError: handle_invalid_input,
-    ServiceUnavailableError: handle_service_unavailable,
-}
 
 DEFAULT_EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     ValidationException: handle_validation_exception,

@@ -139,7 +139,8 @@ mod tests {
     use crate::clock::ManualClock;
     use proptest::prelude::*;
 
-    fn setup(capacity: usize) -> (Arc<ManualClock>, Limiter) {
+    /// A heap-store limiter of `capacity` buckets on a clock the test drives.
+    pub(super) fn setup(capacity: usize) -> (Arc<ManualClock>, Limiter) {
         let clock = Arc::new(ManualClock::new(1_700_000_000.0).unwrap());
         let limiter = Limiter::new(capacity, clock.clone()).unwrap();
         (clock, limiter)

@@ -274,13 +274,8 @@ impl BucketStore for HeapStore {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::limiter::tests::setup;
     use crate::limiter::{Limiter, Quota};
-
-    fn setup(capacity: usize) -> (Arc<ManualClock>, Limiter) {
-        let clock = Arc::new(ManualClock::new(1_700_000_000.0).unwrap());
-        let limiter = Limiter::new(capacity, clock.clone()).unwrap();
-        (clock, limiter)
-    }
 
     #[test]
     fn eviction_drops_idle_buckets_first() {

@@ -39,8 +39,9 @@ _PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 _FORBIDDEN: Final = 403
 
 FORBIDDEN_BODY: Final = b'{"type":"about:blank","title":"Forbidden","status":403}'
+_PROBLEM_CONTENT_TYPE: Final = (b"content-type", _PROBLEM_MEDIA_TYPE.encode())
 _FORBIDDEN_HEADERS: Final = (
-    (b"content-type", _PROBLEM_MEDIA_TYPE.encode()),
+    _PROBLEM_CONTENT_TYPE,
     (b"content-length", b"%d" % len(FORBIDDEN_BODY)),
 )
 
@@ -116,7 +117,7 @@ async def send_too_many_requests(
             "type": "http.response.start",
             "status": 429,
             "headers": [
-                (b"content-type", _PROBLEM_MEDIA_TYPE.encode()),
+                _PROBLEM_CONTENT_TYPE,
                 (b"content-length", b"%d" % len(body)),
                 (b"retry-after", b"%d" % retry_after),
                 *headers,

@@ -7,7 +7,10 @@ by hand.
 Redis keys and channels of a tenant all start with ``t:{<tenant id>}:``: the braces are a hash
 tag (a tenant's keys share one Redis Cluster slot) and are not special in Redis's glob
 patterns, so ``t:{<tenant id>}:*`` matches exactly the tenant's keys (a UUID holds no glob
-character). Every tenant's keys match :data:`REDIS_TENANTS_PATTERN`.
+character). Every tenant's keys match :data:`REDIS_TENANTS_PATTERN`. Below the namespace,
+``c:`` holds the keys of the cache API (:meth:`TenantNames.cache_key`: whatever bytes the
+client chose follow it, so no client key can reach outside ``t:{<id>}:c:``) and ``i:`` the
+cached items (:meth:`TenantNames.item_key`, :meth:`TenantNames.item_version_key`).
 """
 
 from __future__ import annotations
@@ -70,3 +73,17 @@ class TenantNames:
             begin_sql="BEGIN; " + scope_sql,
             lock_key=int.from_bytes(tenant_id.bytes[:8], "big", signed=True),
         )
+
+    def cache_key(self, key: str) -> bytes:
+        """The Redis key of the tenant's cache entry ``key`` (any text: it only ever follows
+        the tenant's own prefix, and Redis keys are binary-safe)."""
+        return (self.redis_namespace + "c:" + key).encode()
+
+    def item_key(self, item_id: UUID) -> bytes:
+        """The Redis key of the cached copy of the tenant's item ``item_id``."""
+        return f"{self.redis_namespace}i:{item_id}".encode()
+
+    def item_version_key(self, item_id: UUID) -> bytes:
+        """The Redis key of the item's cache version: a random token replaced by every write,
+        and a cached copy is served only while it carries the current one."""
+        return f"{self.redis_namespace}i:{item_id}:v".encode()

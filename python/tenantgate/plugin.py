@@ -30,6 +30,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.plugins import InitPluginProtocol
 
+from tenantgate.cache import TenantCache
 from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.types import Connection
 from tenantgate.errors import ServiceUnavailableError
@@ -106,6 +107,13 @@ async def provide_tenant_db(
         yield connection
 
 
+def provide_tenant_cache(
+    tenant: NamedDependency[TenantIdentity], resources: NamedDependency[Resources]
+) -> TenantCache:
+    """Dependency provider of the caller's cache (commands run as the tenant's Redis user)."""
+    return TenantCache.of(resources.tenant_redis, tenant)
+
+
 async def _repair_left_overs(provisioner: Provisioner) -> None:
     """At start-up, remove tenants a crashed process left part-way (in the background: the
     service serves meanwhile, and an unreachable PostgreSQL only postpones it)."""
@@ -143,8 +151,8 @@ class TenantGatePlugin(InitPluginProtocol):
     @property
     def tenant_middleware(self) -> list[ASGIMiddleware]:
         """Put this on a router (``middleware=``) to make its routes tenant routes: each
-        request is identified by its API key, and handlers may ask for ``tenant`` and
-        ``db``."""
+        request is identified by its API key, and handlers may ask for ``tenant``,
+        ``db`` and ``cache``."""
         return [TenantIdentificationMiddleware(self.identity.keys, self.limiter)]
 
     @property
@@ -163,12 +171,16 @@ class TenantGatePlugin(InitPluginProtocol):
         app_config.dependencies.setdefault("admin", Provide(provide_admin, sync_to_thread=False))
         app_config.dependencies.setdefault("tenant", Provide(provide_tenant, sync_to_thread=False))
         app_config.dependencies.setdefault("db", Provide(provide_tenant_db))
+        app_config.dependencies.setdefault(
+            "cache", Provide(provide_tenant_cache, sync_to_thread=False)
+        )
         app_config.signature_namespace.update(
             {
                 "Resources": Resources,
                 "AdminService": AdminService,
                 "TenantIdentity": TenantIdentity,
                 "Connection": Connection,
+                "TenantCache": TenantCache,
             }
         )
         app_config.middleware[:0] = [RequestIdMiddleware(), MetricsMiddleware(self.metrics)]

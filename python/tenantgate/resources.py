@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
-from tenantgate.cache import open_redis
+from tenantgate.cache import ItemCache, RedisUser, TenantRedis, open_redis
 from tenantgate.db.pool import open_database
 from tenantgate.storage import open_s3
 
@@ -35,13 +35,25 @@ class Resources:
     field by field each time it is injected.
     """
 
-    __slots__ = ("database", "redis", "s3")
+    __slots__ = ("database", "item_cache", "redis", "s3", "tenant_redis")
 
-    def __init__(self, *, database: Database, redis: redis.asyncio.Redis, s3: S3Client) -> None:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        redis: redis.asyncio.Redis,
+        tenant_redis: TenantRedis,
+        s3: S3Client,
+    ) -> None:
         self.database: Final = database
         """PostgreSQL as the service's own login role; it connects on demand."""
         self.redis: Final = redis
-        """The ``redis.asyncio.Redis`` client of the service; it connects on demand."""
+        """The ``redis.asyncio.Redis`` client of the service's management user (tenants' ACL
+        users); it connects on demand."""
+        self.tenant_redis: Final = tenant_redis
+        """Runs commands as tenants' own Redis users, on the same bounded pool."""
+        self.item_cache: Final = ItemCache(tenant_redis)
+        """Items read through the tenants' caches (it keeps invalidations Redis missed)."""
         self.s3: Final = s3
         """The boto3 S3 client. boto3 blocks: call it through ``anyio.to_thread.run_sync``."""
 
@@ -52,5 +64,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(open_database(settings.database))
         redis = await stack.enter_async_context(open_redis(settings.redis))
+        users = RedisUser(redis, settings.security.key_pepper)
+        tenant_redis = TenantRedis(
+            redis.connection_pool,
+            pepper=settings.security.key_pepper,
+            remake_user=lambda tenant: users.make(tenant.names),
+        )
         s3 = await stack.enter_async_context(open_s3(settings.s3))
-        yield Resources(database=database, redis=redis, s3=s3)
+        yield Resources(database=database, redis=redis, tenant_redis=tenant_redis, s3=s3)

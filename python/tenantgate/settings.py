@@ -27,7 +27,10 @@ variable                            required  meaning
 
 Also ``TENANTGATE_DATABASE_ACQUIRE_TIMEOUT`` (default 2) and
 ``TENANTGATE_DATABASE_STATEMENT_TIMEOUT`` (default 10): seconds a request waits for a pooled
-connection, and one statement may run, before the answer is a 503.
+connection, and one statement may run, before the answer is a 503;
+``TENANTGATE_REDIS_TIMEOUT`` (default 0.5): seconds one Redis call (connecting, waiting for a
+pooled connection, or a command's answer) may take before the cache is treated as down; and
+``TENANTGATE_REDIS_POOL_SIZE`` (default 32): the most Redis connections one process opens.
 """
 
 from __future__ import annotations
@@ -123,8 +126,20 @@ class RedisSettings:
     database as well, ``auto`` (the default) uses ``database`` for enterprise tenants and
     ``namespace`` for the others. Tenants are always walled off by their own ACL user."""
 
+    timeout_seconds: float = 0.5
+    """``TENANTGATE_REDIS_TIMEOUT``: how long one Redis call may take — connecting, waiting
+    for a pooled connection, or waiting for an answer. A cache that answers late is treated as
+    down (cache routes answer 503, items are read from PostgreSQL), so keep it short."""
+
+    pool_max_size: int = 32
+    """``TENANTGATE_REDIS_POOL_SIZE``: the most connections one process opens to Redis (per
+    node on a Cluster). Tenants share them: see :mod:`tenantgate.cache.tenant_redis`."""
+
     def __repr__(self) -> str:
-        return f"RedisSettings(url={redact_url(self.url)!r}, isolation={self.isolation!r})"
+        return (
+            f"RedisSettings(url={redact_url(self.url)!r}, isolation={self.isolation!r}, "
+            f"timeout_seconds={self.timeout_seconds}, pool_max_size={self.pool_max_size})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +245,8 @@ class Settings:
             redis=RedisSettings(
                 url=env.url("REDIS_URL", schemes=("redis", "rediss", "unix")),
                 isolation=env.choice("REDIS_ISOLATION", get_args(RedisIsolation), default="auto"),
+                timeout_seconds=env.positive_seconds("REDIS_TIMEOUT", default=0.5),
+                pool_max_size=env.positive_int("REDIS_POOL_SIZE", default=32),
             ),
             s3=_s3_settings(env),
             security=SecuritySettings(

@@ -109,7 +109,7 @@ class Stalled:
 def test_the_identity_handlers_receive_is_the_tenant_and_its_key() -> None:
     names = {field.name for field in dataclasses.fields(TenantIdentity)}
 
-    assert names == {"tenant_id", "key_id", "name", "plan", "tier", "names"}
+    assert names == {"tenant_id", "key_id", "name", "plan", "tier", "names", "redis_database"}
 
 
 # -- the one 403, and where rate-limit headers go --------------------------------------------

@@ -1,36 +1,53 @@
-"""The service's Redis client: created and closed here only."""
+"""The service's Redis connections: one bounded pool, created and closed here only.
+
+The pool authenticates as the service's management user (``TENANTGATE_REDIS_URL``). The
+management client (:func:`open_redis`'s ``Redis``) uses it to make and delete tenants' ACL users;
+:class:`~tenantgate.cache.tenant_redis.TenantRedis` borrows the same connections to run tenants'
+commands as the tenants' own users. Every wait is bounded by ``TENANTGATE_REDIS_TIMEOUT``:
+for a free connection (``BlockingConnectionPool.timeout``), for connecting, for an answer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tenantgate.cache.errors import translating
 
 if TYPE_CHECKING:
     from tenantgate.settings import RedisSettings
 
-__all__ = ["CONNECT_TIMEOUT_SECONDS", "open_redis", "ping"]
-
-CONNECT_TIMEOUT_SECONDS: Final = 2.0
-"""How long opening a connection to Redis may take."""
+__all__ = ["open_redis", "ping"]
 
 
 @asynccontextmanager
 async def open_redis(settings: RedisSettings) -> AsyncIterator[redis.asyncio.Redis]:
-    """A client for ``settings`` (it connects on first use); closed on exit."""
-    client = redis.asyncio.Redis.from_url(
+    """A client for ``settings`` on a bounded pool (it connects on first use); closed on exit.
+
+    redis-py retries a management command once, at once, on a fresh connection (a pooled one
+    may have died while idle), never with a backoff that would hold a request beyond the
+    timeout; tenants' commands are not retried by redis-py at all (they bypass it).
+    """
+    timeout = settings.timeout_seconds
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         settings.url,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        max_connections=settings.pool_max_size,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         health_check_interval=30,
     )
+    client = redis.asyncio.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
     try:
         yield client
     finally:
         await client.aclose()
+        await pool.aclose()
 
 
 async def ping(client: redis.asyncio.Redis) -> None:

@@ -34,9 +34,11 @@ rotation must re-run this step for every tenant.
 
 :class:`RedisUser` runs as the service's management user (see :mod:`tenantgate.dev.redis` for
 its rules). ``apply`` is ``ACL SETUSER name reset …``: it rewrites the user whole, so it can
-run again. ``undo`` deletes the user (Redis closes the connections authenticated as it), then
-every key of the tenant (``SCAN MATCH t:{<id>}:*`` and ``UNLINK``, in the management client's
-database); both are no-ops when there is nothing. Redis being down is
+run again (and :class:`~tenantgate.cache.tenant_redis.TenantRedis` runs it again when a Redis
+restarted without its ACL users). ``undo`` deletes the user (Redis closes the connections
+authenticated as it), then every key of the tenant (``SCAN MATCH t:{<id>}:*`` and ``UNLINK``, in
+the tenant's database: its own in the ``database`` placement); both are no-ops when there is
+nothing. Redis being down is
 :class:`~tenantgate.errors.ServiceUnavailableError` (through :func:`translating`), and the
 provisioner then undoes the steps before.
 """
@@ -44,17 +46,19 @@ provisioner then undoes the steps before.
 from __future__ import annotations
 
 import hashlib
-import hmac
 from typing import TYPE_CHECKING, Final
 
 from tenantgate.cache.errors import translating
+from tenantgate.cache.passwords import tenant_password
+from tenantgate.cache.tenant_redis import round_trip
+from tenantgate.db.tenants import redis_database
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from uuid import UUID
 
     import redis.asyncio
 
+    from tenantgate.cache.tenant_redis import Command
     from tenantgate.naming import TenantNames
     from tenantgate.tenancy.provisioning import TenantUnderway
 
@@ -65,9 +69,6 @@ __all__ = [
     "tenant_password",
     "tenant_user_rules",
 ]
-
-_PASSWORD_LABEL: Final = b"tenantgate/redis-acl-user-password/v1\x00"
-"""Separates this use of the pepper from every other (API-key hashes)."""
 
 ALLOWED: Final = (
     "+@read",
@@ -125,11 +126,6 @@ OPTIONAL_DENIED_COMMANDS: Final = (
 _SCAN_BATCH: Final = 500
 
 
-def tenant_password(pepper: bytes, tenant_id: UUID) -> str:
-    """The tenant's Redis password: HMAC-SHA-256(pepper, label ‖ id), hex. Never store it."""
-    return hmac.new(pepper, _PASSWORD_LABEL + tenant_id.bytes, hashlib.sha256).hexdigest()
-
-
 def tenant_user_rules(
     names: TenantNames, password: str, optional_denied: Sequence[str] = ()
 ) -> list[str]:
@@ -171,31 +167,66 @@ class RedisUser:
         return self._optional_denied
 
     async def apply(self, tenant: TenantUnderway) -> None:
-        names = tenant.names
+        await self.make(tenant.names)
+
+    async def make(self, names: TenantNames) -> None:
+        """Make (or rewrite) the tenant's ACL user."""
         with translating():
             optional = await self._known_optional_denied()
-            password = tenant_password(self._pepper, tenant.id)
+            password = tenant_password(self._pepper, names.tenant_id)
             rules = tenant_user_rules(names, password, optional)
             await _command(self._redis, "ACL SETUSER", names.redis_user, *rules)
 
     async def undo(self, tenant: TenantUnderway) -> None:
         names = tenant.names
+        database = await redis_database(tenant.connection, tenant.id)
+        pool = self._redis.connection_pool
         with translating():
             await _command(self._redis, "ACL DELUSER", names.redis_user)
-            batch: list[bytes] = []
-            async for key in self._redis.scan_iter(match=names.redis_pattern, count=_SCAN_BATCH):
-                batch.append(key)
-                if len(batch) >= _SCAN_BATCH:
-                    await self._redis.unlink(*batch)
-                    batch.clear()
-            if batch:
-                await self._redis.unlink(*batch)
+            cursor: object = b"0"
+            found: list[bytes] = []
+            while True:
+                scan: Command = (
+                    "SCAN",
+                    _cursor(cursor),
+                    "MATCH",
+                    names.redis_pattern,
+                    "COUNT",
+                    _SCAN_BATCH,
+                )
+                commands: list[Command] = [scan]
+                if found:
+                    commands.append(("UNLINK", *found))
+                replies = await round_trip(pool, commands, database=database)
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                cursor, keys = _scan_reply(replies[0])
+                found = keys
+                if _cursor(cursor) == 0:
+                    break
+            if found:
+                await round_trip(pool, [("UNLINK", *found)], database=database)
 
 
 async def _command(client: redis.asyncio.Redis, *args: str) -> object:
     """One command as redis-py sends it (its ``execute_command`` is untyped)."""
     answer: object = await client.execute_command(*args)  # type: ignore[no-untyped-call]
     return answer
+
+
+def _cursor(value: object) -> int:
+    """A ``SCAN`` cursor as Redis answers it (bytes of digits)."""
+    if isinstance(value, bytes | str | int):
+        return int(value)
+    raise TypeError(f"SCAN answered a cursor of type {type(value).__name__}")
+
+
+def _scan_reply(answer: object) -> tuple[object, list[bytes]]:
+    """``SCAN``'s answer: the next cursor and a batch of keys."""
+    if not (isinstance(answer, list) and len(answer) == 2 and isinstance(answer[1], list)):
+        raise TypeError(f"SCAN answered {answer!r}")
+    return answer[0], [key for key in answer[1] if isinstance(key, bytes)]
 
 
 def _as_list(answer: object) -> list[object]:

@@ -29,7 +29,7 @@ WITH used AS (
     RETURNING id, tenant_id, status, expires_at
 )
 SELECT used.id AS key_id, used.status AS key_status, used.expires_at, used.tenant_id,
-       t.name AS tenant_name, t.status AS tenant_status, t.plan, t.tier,
+       t.name AS tenant_name, t.status AS tenant_status, t.plan, t.tier, t.redis_database,
        p.rate_per_second, p.burst
   FROM used
   JOIN tenants t ON t.id = used.tenant_id
@@ -63,6 +63,7 @@ class PostgresIdentitySource:
             tenant_status=row["tenant_status"],
             plan=row["plan"],
             tier=row["tier"],
+            redis_database=row["redis_database"],
             rate_per_second=row["rate_per_second"],
             burst=row["burst"],
         )

@@ -14,6 +14,8 @@ from uuid import UUID
 from tenantgate.db.errors import translating
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     import asyncpg
 
     from tenantgate.db.database import Database
@@ -24,9 +26,11 @@ __all__ = [
     "TENANT_COLUMNS",
     "LifecycleStatus",
     "NewTenant",
+    "allocate_redis_database",
     "change",
     "find",
     "page",
+    "redis_database",
     "register",
     "remove",
     "set_status",
@@ -141,3 +145,54 @@ async def unfinished(database: Database) -> list[tuple[UUID, LifecycleStatus]]:
         " ORDER BY status_changed_at"
     )
     return [(row["id"], row["status"]) for row in rows]
+
+
+async def redis_database(connection: Connection, tenant_id: UUID) -> int | None:
+    """The tenant's own Redis database (the ``database`` placement), or None."""
+    with translating():
+        number: int | None = await connection.fetchval(
+            "SELECT redis_database FROM tenants WHERE id = $1", tenant_id
+        )
+    return number
+
+
+async def allocate_redis_database(
+    connection: Connection, tenant_id: UUID, exists: Callable[[int], Awaitable[bool]]
+) -> int | None:
+    """Give the tenant the lowest Redis database number no other tenant holds (database 0 is
+    the service's and the ``namespace`` placement's), keep the one it already has, or None
+    when ``exists`` says Redis has no database of the next free number.
+
+    Allocations are serialized by a transaction-scoped advisory lock, so two tenants made at
+    once never get the same number; the unique index is the backstop. ``exists`` (a Redis
+    round trip) runs under the lock, before the number is written.
+    """
+    with translating():
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _REDIS_DATABASE_LOCK)
+            held: int | None = await connection.fetchval(
+                "SELECT redis_database FROM tenants WHERE id = $1", tenant_id
+            )
+            if held is not None:
+                return held
+            free: int = await connection.fetchval(_LOWEST_FREE_REDIS_DATABASE)
+            if not await exists(free):
+                return None
+            await connection.execute(
+                "UPDATE tenants SET redis_database = $2 WHERE id = $1", tenant_id, free
+            )
+    return free
+
+
+_REDIS_DATABASE_LOCK: Final = 0x7467_7264_6200_0001
+"""The advisory lock that serializes Redis database allocation ("tgrdb" and a version)."""
+
+_LOWEST_FREE_REDIS_DATABASE: Final = """
+SELECT COALESCE(min(n), 1) FROM (
+    SELECT 1 AS n WHERE NOT EXISTS (SELECT 1 FROM tenants WHERE redis_database = 1)
+    UNION ALL
+    SELECT redis_database + 1 FROM tenants t
+     WHERE redis_database IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM tenants u WHERE u.redis_database = t.redis_database + 1)
+) AS gaps
+"""

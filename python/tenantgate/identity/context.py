@@ -23,6 +23,9 @@ class TenantIdentity:
     tier: str
     names: TenantNames
     """The tenant's schema, role, Redis namespace and S3 prefix (a read-only convenience)."""
+    redis_database: int | None = None
+    """The tenant's own Redis logical database (the ``database`` placement), or None when it
+    lives in the service's database under its namespace alone."""
 
 
 current_tenant: ContextVar[TenantIdentity | None] = ContextVar("tenantgate_tenant", default=None)

@@ -91,6 +91,7 @@ class KeyCache:
             plan=record.plan,
             tier=record.tier,
             names=TenantNames.of(record.tenant_id),
+            redis_database=record.redis_database,
         )
         quota = self._plans.quota(PlanRecord(record.plan, record.rate_per_second, record.burst))
         tenant_id = str(record.tenant_id)

@@ -65,10 +65,15 @@ def forbidden_response() -> Response[bytes]:
     return Response(FORBIDDEN_BODY, status_code=_FORBIDDEN, media_type=_PROBLEM_MEDIA_TYPE)
 
 
+_MOST_SECONDS = 2**31 - 1
+"""The most seconds a header states: a plan's rate may be as near zero as a double gets, and
+its window past any integer (or infinite)."""
+
+
 def _whole_seconds(seconds: float) -> int:
     if not math.isfinite(seconds):  # a cost above the burst can never be served
         return 86_400
-    return 0 if seconds <= 0 else math.ceil(seconds)
+    return 0 if seconds <= 0 else min(math.ceil(seconds), _MOST_SECONDS)
 
 
 def rate_limit_headers(
@@ -76,7 +81,8 @@ def rate_limit_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The five headers describing `decision` under the plan named `policy`."""
     reset = _whole_seconds(decision.reset_after)
-    window = max(1, math.ceil(decision.limit / rate_per_second))
+    window_seconds = decision.limit / rate_per_second
+    window = _MOST_SECONDS if window_seconds > _MOST_SECONDS else max(1, math.ceil(window_seconds))
     return [
         (b"ratelimit-limit", b"%d" % decision.limit),
         (b"ratelimit-remaining", b"%d" % decision.remaining),

@@ -31,6 +31,8 @@ class KeyRecord:
     tier: str
     rate_per_second: float
     burst: int
+    redis_database: int | None = None
+    """The tenant's own Redis database (the ``database`` placement), else None."""
 
     @property
     def usable(self) -> bool:

@@ -1,9 +1,12 @@
 """The tenant API, `/v1`: every handler acts as the caller's tenant and nothing else.
 
 Handlers receive `tenant` (the caller's identity) and `db` (a connection inside a transaction
-that is the tenant's role and schema) by dependency injection. An item body has no field that
-Litestar's lenient conversion could change (`data` is any JSON object), so it is not decoded
-again strictly. The statuses each route can answer are documented by `tenantgate.http.openapi`.
+that is the tenant's role and schema) by dependency injection. One item is read and written
+through the tenant's cache (`tenancy.cached_items`): those handlers open their transaction
+themselves, so a cache hit touches no connection and an invalidation follows the commit. An item
+body has no field that Litestar's lenient conversion could change (`data` is any JSON object),
+so it is not decoded again strictly. The statuses each route can answer are documented by
+`tenantgate.http.openapi`.
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ from litestar.params import FromPath, JSONBody
 from tenantgate.db.types import Connection
 from tenantgate.http.openapi import TENANT_SCHEME
 from tenantgate.identity import TenantIdentity
+from tenantgate.resources import Resources
 from tenantgate.routes.controller import ApiController
 from tenantgate.routes.params import Cursor, PageLimit
-from tenantgate.tenancy import items
+from tenantgate.tenancy import cached_items, items
 from tenantgate.tenancy.schemas import Item, ItemBody, ItemPage, Me
 
 __all__ = ["TenantController"]
 
 Db = NamedDependency[Connection]
 Caller = NamedDependency[TenantIdentity]
+Services = NamedDependency[Resources]
 Id = FromPath[UUID]
 
 
@@ -59,13 +64,16 @@ class TenantController(ApiController):
         return await items.list_items(db, limit, cursor)
 
     @get("/items/{item_id:uuid}")
-    async def get_item(self, item_id: Id, db: Db) -> Item:
-        return await items.get_item(db, item_id)
+    async def get_item(self, item_id: Id, tenant: Caller, resources: Services) -> Item:
+        """The item, served through the tenant's cache."""
+        return await cached_items.get_item(resources, tenant, item_id)
 
     @put("/items/{item_id:uuid}")
-    async def replace_item(self, item_id: Id, data: JSONBody[ItemBody], db: Db) -> Item:
-        return await items.replace_item(db, item_id, data.data)
+    async def replace_item(
+        self, item_id: Id, data: JSONBody[ItemBody], tenant: Caller, resources: Services
+    ) -> Item:
+        return await cached_items.replace_item(resources, tenant, item_id, data.data)
 
     @delete("/items/{item_id:uuid}", status_code=204)
-    async def delete_item(self, item_id: Id, db: Db) -> None:
-        await items.delete_item(db, item_id)
+    async def delete_item(self, item_id: Id, tenant: Caller, resources: Services) -> None:
+        await cached_items.delete_item(resources, tenant, item_id)

@@ -22,6 +22,8 @@ __all__ = [
     "NO_NUL_PATTERN",
     "PLAN_NAME_PATTERN",
     "REQUEST_BODIES",
+    "CacheEntry",
+    "CacheEntryBody",
     "CreateKey",
     "CreateTenant",
     "Item",
@@ -236,6 +238,26 @@ class Item(msgspec.Struct, frozen=True):
     updated_at: datetime
 
 
+class CacheEntryBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    value: Annotated[
+        Any, msgspec.Meta(description="any JSON value, `null` included; stored as sent")
+    ]
+    ttl_seconds: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1, le=TEN_YEARS, description="seconds the entry lives; absent: until deleted"
+            ),
+        ]
+        | None
+    ) = None
+
+
+class CacheEntry(msgspec.Struct, frozen=True):
+    key: str
+    value: Any
+
+
 class ItemPage(msgspec.Struct, frozen=True):
     items: list[Item]
     next_cursor: str | None
@@ -248,5 +270,6 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     RotateKey,
     PutPlan,
     ItemBody,
+    CacheEntryBody,
 )
 """The shapes clients send: decoded with unknown fields refused, documented as msgspec sees them."""

@@ -1,0 +1,219 @@
+"""Commands run as a tenant's own Redis ACL user, on connections every tenant shares.
+
+Redis walls a tenant off only if its commands run *as its ACL user*, and a connection is
+authenticated as one user at a time. One pool per tenant does not stay bounded with thousands
+of tenants, and an LRU of small per-tenant pools reconnects (TCP, ``HELLO``/``AUTH``) on every
+miss; ``benches/redis_connections.py`` measured both (README, "Redis connections"). So every
+call here is one round trip on a connection of the service's one bounded pool::
+
+    [SELECT n]  AUTH <tenant user> <tenant password>  <commands...>  AUTH <service>  [SELECT back]
+
+sent together and answered together. ``SELECT n`` (the ``database`` placement) comes while the
+connection is still the service's: the tenant's user may not ``SELECT``, and ``AUTH`` keeps
+the selected database. The last ``AUTH`` (and ``SELECT``) put the connection back exactly as
+redis-py made it before it returns to the pool; if anything goes wrong half-way — a timeout, a
+reset, an answer missing — the connection is closed instead, so a pooled connection never
+changes database or user behind redis-py's back.
+
+**Failing closed.** If the tenant's ``AUTH`` is refused (its user is missing: a Redis restarted
+without its ACLs), the commands after it run as the service's user, which may not read or
+write any key: Redis refuses them too. The user is then made again (the provisioning step's
+``apply``, which is idempotent) and the call retried once.
+
+**Down or slow.** Every wait (a pooled connection, connecting, an answer) is bounded by
+``TENANTGATE_REDIS_TIMEOUT``. A call that fails for want of Redis raises
+:class:`~tenantgate.errors.ServiceUnavailableError` and marks Redis down for
+:data:`DOWN_FOR_SECONDS`: calls meanwhile fail at once instead of each waiting out the timeout
+(the cache stays out of the way of requests that can do without it), and the first call after
+that tries again, so the service uses Redis again as soon as it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from redis.exceptions import AuthenticationError, ResponseError
+
+from tenantgate.cache.errors import translate, translating
+from tenantgate.cache.passwords import tenant_password
+from tenantgate.errors import ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
+    from redis.asyncio.connection import AbstractConnection
+
+    from tenantgate.identity import TenantIdentity
+    from tenantgate.naming import TenantNames
+
+__all__ = [
+    "DOWN_FOR_SECONDS",
+    "Command",
+    "DatabaseRefusedError",
+    "RedisTenant",
+    "Reply",
+    "TenantRedis",
+    "round_trip",
+]
+
+_logger = logging.getLogger("tenantgate.cache")
+
+DOWN_FOR_SECONDS: Final = 1
+"""How long Redis counts as down after a call failed for want of it (also the ``Retry-After``
+of the 503 meanwhile)."""
+
+Command = tuple[str | bytes | int | float, ...]
+"""One Redis command and its arguments."""
+
+Reply = object
+"""One command's answer as redis-py parses it (bytes, int, list, None), or the
+:class:`~redis.exceptions.ResponseError` Redis answered instead."""
+
+
+class DatabaseRefusedError(ServiceUnavailableError):
+    """Redis refused to ``SELECT`` a database: it has fewer than the number asked for."""
+
+    def __init__(self, database: int) -> None:
+        super().__init__("redis")
+        self.database = database
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTenant:
+    """Where a tenant lives in Redis: its names (namespace, ACL user) and its database."""
+
+    names: TenantNames
+    database: int | None = None
+    """The tenant's own logical database (the ``database`` placement), or ``None`` for the
+    ``namespace`` placement (the service's database, 0)."""
+
+    @classmethod
+    def of(cls, tenant: TenantIdentity) -> RedisTenant:
+        """Where the authenticated ``tenant`` lives."""
+        return cls(tenant.names, tenant.redis_database)
+
+
+RemakeUser = Callable[[RedisTenant], Awaitable[None]]
+"""Makes a tenant's ACL user again (the provisioning step's ``apply``)."""
+
+
+class TenantRedis:
+    """Runs commands as tenants' ACL users on the service's shared, bounded pool."""
+
+    __slots__ = ("_down_until", "_pepper", "_pool", "_remake_user", "_service_auth")
+
+    def __init__(self, pool: ConnectionPool, *, pepper: bytes, remake_user: RemakeUser) -> None:
+        self._pool = pool
+        self._pepper = pepper
+        self._remake_user = remake_user
+        kwargs = pool.connection_kwargs
+        self._service_auth: Command = (
+            "AUTH",
+            kwargs.get("username") or "default",
+            kwargs.get("password") or "",
+        )
+        self._down_until = 0.0
+
+    async def run(self, tenant: RedisTenant, commands: Sequence[Command]) -> list[Reply]:
+        """Run ``commands`` as ``tenant``'s user, in its database; their replies, in order.
+
+        A command Redis refused is a :class:`~redis.exceptions.ResponseError` in the list (the
+        caller decides what it means); Redis being unreachable or slow raises
+        :class:`~tenantgate.errors.ServiceUnavailableError`.
+        """
+        authenticated, replies = await self._round_trip(tenant, commands)
+        if not authenticated:
+            _logger.warning(
+                "Redis user of tenant %s was missing: made again", tenant.names.tenant_id
+            )
+            with translating():
+                await self._remake_user(tenant)
+            authenticated, replies = await self._round_trip(tenant, commands)
+            if not authenticated:
+                raise ServiceUnavailableError("redis")
+        return replies
+
+    async def _round_trip(
+        self, tenant: RedisTenant, commands: Sequence[Command]
+    ) -> tuple[bool, list[Reply]]:
+        """One pipelined round trip; whether the tenant's ``AUTH`` succeeded, and the
+        replies to ``commands``."""
+        if time.monotonic() < self._down_until:
+            raise ServiceUnavailableError("redis", retry_after=DOWN_FOR_SECONDS)
+        names = tenant.names
+        login: Command = ("AUTH", names.redis_user, tenant_password(self._pepper, names.tenant_id))
+        try:
+            replies = await round_trip(
+                self._pool,
+                [login, *commands],
+                database=tenant.database,
+                restore=[self._service_auth],
+            )
+        except Exception as exc:
+            raise self._down(exc) from exc
+        return not isinstance(replies[0], Exception), replies[1:]
+
+    def _down(self, exc: Exception) -> Exception:
+        """Remember that Redis failed us; the error to raise for ``exc``."""
+        translated = translate(exc)
+        if isinstance(translated, ServiceUnavailableError):
+            self._down_until = time.monotonic() + DOWN_FOR_SECONDS
+            return ServiceUnavailableError("redis", retry_after=DOWN_FOR_SECONDS)
+        return exc
+
+
+async def round_trip(
+    pool: ConnectionPool,
+    commands: Sequence[Command],
+    *,
+    database: int | None = None,
+    restore: Sequence[Command] = (),
+) -> list[Reply]:
+    """Send ``commands`` on one pooled connection in one round trip; their replies.
+
+    With ``database``, the connection is put in that database first and back in its own
+    after; ``restore`` (e.g. the ``AUTH`` back to the service's user) is sent last. If any
+    of those fails, or the round trip breaks half-way, the connection is closed rather than
+    given back in a state redis-py does not know. Redis refusing the database raises
+    :class:`DatabaseRefusedError` (the commands then ran in the connection's own database,
+    still as whoever ``commands`` authenticate as: only a server restarted with fewer
+    ``databases`` than before does that).
+    """
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    prologue: list[Command] = []
+    epilogue: list[Command] = list(restore)
+    if database is not None:
+        prologue.append(("SELECT", database))
+        epilogue.append(("SELECT", connection.db))
+    everything = [*prologue, *commands, *epilogue]
+    clean = False
+    try:
+        await connection.send_packed_command(
+            connection.pack_commands(everything), check_health=False
+        )
+        replies = [await _read(connection) for _ in everything]
+        back = replies[len(everything) - len(epilogue) :]
+        clean = all(reply == b"OK" for reply in back)
+        if not clean:
+            _logger.error("Redis did not put a connection back: %r", back)
+    finally:
+        if not clean:
+            await connection.disconnect(nowait=True)
+        await pool.release(connection)
+    if prologue and isinstance(replies[0], Exception):
+        raise DatabaseRefusedError(database or 0)
+    return replies[len(prologue) : len(everything) - len(epilogue)]
+
+
+async def _read(connection: AbstractConnection) -> Reply:
+    """One reply; an error reply is returned, not raised, so the stream stays in step."""
+    try:
+        reply: Reply = await connection.read_response()
+    except ResponseError as refused:
+        return refused
+    if isinstance(reply, AuthenticationError):
+        return reply  # WRONGPASS is parsed to an (unraised) AuthenticationError
+    return reply

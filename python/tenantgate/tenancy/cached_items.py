@@ -1,0 +1,74 @@
+"""Reading and writing one item through the tenant's cache (:class:`~tenantgate.cache.ItemCache`).
+
+A read asks the cache first and opens a PostgreSQL transaction only on a miss, then keeps the
+copy under the version it saw before reading. A write commits, then invalidates — also when the
+transaction failed in a way that may have committed it (the connection lost at ``COMMIT``), not
+when the item was not there — and only then answers, so once an update or deletion is
+acknowledged no reader is served the old item. Redis down: reads come from PostgreSQL, and the
+invalidation is kept until Redis is back (see :mod:`tenantgate.cache.items`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from tenantgate.cache import RedisTenant
+from tenantgate.errors import NotFoundError
+from tenantgate.tenancy import items
+from tenantgate.tenancy.schemas import Item
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from tenantgate.identity import TenantIdentity
+    from tenantgate.resources import Resources
+
+__all__ = ["delete_item", "get_item", "replace_item"]
+
+_decode_item = msgspec.json.Decoder(Item).decode
+_encode = msgspec.json.Encoder().encode
+
+
+async def get_item(resources: Resources, tenant: TenantIdentity, item_id: UUID) -> Item:
+    """The item, from the cache when it holds the current version, else from PostgreSQL."""
+    where = RedisTenant.of(tenant)
+    cached, version = await resources.item_cache.lookup(where, item_id)
+    if cached is not None:
+        return _decode_item(cached)
+    async with resources.database.transaction(tenant.names) as connection:
+        item = await items.get_item(connection, item_id)
+    if version is not None:
+        await resources.item_cache.store(where, item_id, version, _encode(item))
+    return item
+
+
+async def replace_item(
+    resources: Resources, tenant: TenantIdentity, item_id: UUID, data: dict[str, Any]
+) -> Item:
+    """Replace the item's data; cached copies are stale before this returns."""
+    may_have_changed = True
+    try:
+        async with resources.database.transaction(tenant.names) as connection:
+            return await items.replace_item(connection, item_id, data)
+    except NotFoundError:
+        may_have_changed = False
+        raise
+    finally:
+        if may_have_changed:
+            await resources.item_cache.invalidate(RedisTenant.of(tenant), item_id)
+
+
+async def delete_item(resources: Resources, tenant: TenantIdentity, item_id: UUID) -> None:
+    """Delete the item; cached copies are gone before this returns."""
+    may_have_changed = True
+    try:
+        async with resources.database.transaction(tenant.names) as connection:
+            await items.delete_item(connection, item_id)
+    except NotFoundError:
+        may_have_changed = False
+        raise
+    finally:
+        if may_have_changed:
+            await resources.item_cache.invalidate(RedisTenant.of(tenant), item_id)

@@ -9,11 +9,11 @@ for every embedded server (``skip_or_fail`` of ``tests/conftest.py``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tenantgate.dev.redis import redis_cli_binary, redis_server_binary
+from tenantgate.dev.redis import EmbeddedRedis, redis_cli_binary, redis_server_binary
 from tenantgate.dev.redis_cluster import EmbeddedRedisCluster
 
 if TYPE_CHECKING:
@@ -57,3 +57,76 @@ def redis_cluster(
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Any]:
+    """``own_redis(databases=64)``: a Redis server of this test's own (the same ACL set-up as
+    the session's: ``default`` and the service's user), stopped after the test. For tests
+    that stop, pause or restart Redis, or need a server with few databases."""
+    servers: list[EmbeddedRedis] = []
+
+    def start(databases: int = 64) -> EmbeddedRedis:
+        server = EmbeddedRedis(tmp_path / f"redis-{len(servers)}", databases=databases)
+        server.start()
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def app_on(service_environment: dict[str, str], admin_headers: dict[str, str]) -> Iterator[Any]:
+    """``app_on(redis, **env)``: a TestClient of the service on the session's PostgreSQL and
+    S3 but on ``redis`` (an :class:`EmbeddedRedis`), its Redis timeout short, with ``env``
+    (``TENANTGATE_`` left out of the names) on top; ``.make_tenant(**fields)`` on it."""
+    from litestar.testing import TestClient
+
+    from tenantgate.app import create_app
+    from tenantgate.settings import Settings
+
+    clients: list[Any] = []
+
+    def start(redis: EmbeddedRedis, **env: str) -> Any:
+        environ = {
+            **service_environment,
+            "TENANTGATE_REDIS_URL": redis.service_url,
+            "TENANTGATE_REDIS_TIMEOUT": "0.3",
+            **{f"TENANTGATE_{name.upper()}": value for name, value in env.items()},
+        }
+        client = TestClient(create_app(Settings.from_env(environ)))
+        client.__enter__()
+        clients.append(client)
+        return _AppClient(client, admin_headers)
+
+    try:
+        yield start
+    finally:
+        for client in reversed(clients):
+            client.__exit__(None, None, None)
+
+
+class _AppClient:
+    """A TestClient and the tenants made through it."""
+
+    def __init__(self, client: Any, admin_headers: dict[str, str]) -> None:
+        self.client = client
+        self._admin_headers = admin_headers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def make_tenant(self, **fields: Any) -> dict[str, Any]:
+        """A new tenant: its creation answer plus ``headers`` that act as it."""
+        import uuid
+
+        body = {"name": f"tenant-{uuid.uuid4().hex[:8]}", **fields}
+        answer = self.client.post("/admin/v1/tenants", json=body, headers=self._admin_headers)
+        assert answer.status_code == 201, answer.text
+        created: dict[str, Any] = answer.json()
+        created["headers"] = {"Authorization": f"Bearer {created['api_key']['key']}"}
+        return created

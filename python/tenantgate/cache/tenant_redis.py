@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tenantgate.cache.errors import translate, translating
 from tenantgate.cache.passwords import tenant_password
@@ -145,13 +146,19 @@ class TenantRedis:
             raise ServiceUnavailableError("redis", retry_after=DOWN_FOR_SECONDS)
         names = tenant.names
         login: Command = ("AUTH", names.redis_user, tenant_password(self._pepper, names.tenant_id))
+        everything = [login, *commands]
+        restore = [self._service_auth]
         try:
-            replies = await round_trip(
-                self._pool,
-                [login, *commands],
-                database=tenant.database,
-                restore=[self._service_auth],
-            )
+            try:
+                replies = await round_trip(
+                    self._pool, everything, database=tenant.database, restore=restore
+                )
+            except (RedisConnectionError, OSError):
+                # A pooled connection Redis closed while it was idle (a restart, a timeout on
+                # the server): once more on a fresh one. Our commands are idempotent.
+                replies = await round_trip(
+                    self._pool, everything, database=tenant.database, restore=restore
+                )
         except Exception as exc:
             raise self._down(exc) from exc
         return not isinstance(replies[0], Exception), replies[1:]
@@ -209,11 +216,15 @@ async def round_trip(
 
 
 async def _read(connection: AbstractConnection) -> Reply:
-    """One reply; an error reply is returned, not raised, so the stream stays in step."""
+    """One reply; an error reply is returned, not raised, so the stream stays in step.
+
+    redis-py's parser raises ``WRONGPASS`` (an :class:`AuthenticationError`, which it counts
+    among connection errors) where it returns other error replies, and would close the
+    connection for it: the connection is fine, so it is kept (a broken one is closed by
+    :func:`round_trip`).
+    """
     try:
-        reply: Reply = await connection.read_response()
-    except ResponseError as refused:
+        reply: Reply = await connection.read_response(disconnect_on_error=False)
+    except (ResponseError, AuthenticationError) as refused:
         return refused
-    if isinstance(reply, AuthenticationError):
-        return reply  # WRONGPASS is parsed to an (unraised) AuthenticationError
     return reply

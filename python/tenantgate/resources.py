@@ -19,9 +19,9 @@ from tenantgate.db.pool import open_database
 from tenantgate.storage import open_s3
 
 if TYPE_CHECKING:
-    import redis.asyncio
     from mypy_boto3_s3 import S3Client
 
+    from tenantgate.cache import RedisClient
     from tenantgate.db.database import Database
     from tenantgate.settings import Settings
 
@@ -41,14 +41,14 @@ class Resources:
         self,
         *,
         database: Database,
-        redis: redis.asyncio.Redis,
+        redis: RedisClient,
         tenant_redis: TenantRedis,
         s3: S3Client,
     ) -> None:
         self.database: Final = database
         """PostgreSQL as the service's own login role; it connects on demand."""
         self.redis: Final = redis
-        """The ``redis.asyncio.Redis`` client of the service's management user (tenants' ACL
+        """The Redis (or Redis Cluster) client of the service's management user (tenants' ACL
         users); it connects on demand."""
         self.tenant_redis: Final = tenant_redis
         """Runs commands as tenants' own Redis users, on the same bounded pool."""
@@ -66,7 +66,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         redis = await stack.enter_async_context(open_redis(settings.redis))
         users = RedisUser(redis, settings.security.key_pepper)
         tenant_redis = TenantRedis(
-            redis.connection_pool,
+            redis,
             pepper=settings.security.key_pepper,
             remake_user=lambda tenant: users.make(tenant.names),
         )

@@ -30,7 +30,8 @@ Also ``TENANTGATE_DATABASE_ACQUIRE_TIMEOUT`` (default 2) and
 connection, and one statement may run, before the answer is a 503;
 ``TENANTGATE_REDIS_TIMEOUT`` (default 0.5): seconds one Redis call (connecting, waiting for a
 pooled connection, or a command's answer) may take before the cache is treated as down; and
-``TENANTGATE_REDIS_POOL_SIZE`` (default 32): the most Redis connections one process opens.
+``TENANTGATE_REDIS_POOL_SIZE`` (default 32): the most Redis connections one process opens;
+``TENANTGATE_REDIS_CLUSTER`` (default false): the Redis URL names a node of a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -131,6 +132,11 @@ class RedisSettings:
     for a pooled connection, or waiting for an answer. A cache that answers late is treated as
     down (cache routes answer 503, items are read from PostgreSQL), so keep it short."""
 
+    cluster: bool = False
+    """``TENANTGATE_REDIS_CLUSTER``: ``true`` when the URL names one node of a Redis Cluster
+    (the others are discovered). Only the ``namespace`` placement exists there (a cluster has
+    database 0 only), so ``auto`` means ``namespace`` and ``database`` is refused at start-up."""
+
     pool_max_size: int = 32
     """``TENANTGATE_REDIS_POOL_SIZE``: the most connections one process opens to Redis (per
     node on a Cluster). Tenants share them: see :mod:`tenantgate.cache.tenant_redis`."""
@@ -138,7 +144,8 @@ class RedisSettings:
     def __repr__(self) -> str:
         return (
             f"RedisSettings(url={redact_url(self.url)!r}, isolation={self.isolation!r}, "
-            f"timeout_seconds={self.timeout_seconds}, pool_max_size={self.pool_max_size})"
+            f"timeout_seconds={self.timeout_seconds}, cluster={self.cluster}, "
+            f"pool_max_size={self.pool_max_size})"
         )
 
 
@@ -242,12 +249,7 @@ class Settings:
                     "DATABASE_STATEMENT_TIMEOUT", default=10.0
                 ),
             ),
-            redis=RedisSettings(
-                url=env.url("REDIS_URL", schemes=("redis", "rediss", "unix")),
-                isolation=env.choice("REDIS_ISOLATION", get_args(RedisIsolation), default="auto"),
-                timeout_seconds=env.positive_seconds("REDIS_TIMEOUT", default=0.5),
-                pool_max_size=env.positive_int("REDIS_POOL_SIZE", default=32),
-            ),
+            redis=_redis_settings(env),
             s3=_s3_settings(env),
             security=SecuritySettings(
                 admin_token=_admin_token(env),
@@ -326,6 +328,17 @@ class _Environment:
                 return choice
         raise self.malformed(name, f"must be one of {', '.join(choices)}; got {value!r}")
 
+    def boolean(self, name: str, *, default: bool) -> bool:
+        value = self.optional(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise self.malformed(name, f"must be true or false; got {value!r}")
+
     @staticmethod
     def malformed(name: str, reason: str) -> SettingsError:
         return SettingsError(f"{_ENV_PREFIX}{name} {reason}")
@@ -365,6 +378,24 @@ def _s3_settings(env: _Environment) -> S3Settings:
         access_key_id=access_key_id,
         secret_access_key=secret_access_key,
         region=env.optional("S3_REGION") or "us-east-1",
+    )
+
+
+def _redis_settings(env: _Environment) -> RedisSettings:
+    cluster = env.boolean("REDIS_CLUSTER", default=False)
+    isolation = env.choice("REDIS_ISOLATION", get_args(RedisIsolation), default="auto")
+    if cluster and isolation == "database":
+        raise env.malformed(
+            "REDIS_ISOLATION",
+            "cannot be `database` on a Redis Cluster (TENANTGATE_REDIS_CLUSTER): a cluster has "
+            "database 0 only; use `namespace` or `auto`",
+        )
+    return RedisSettings(
+        url=env.url("REDIS_URL", schemes=("redis", "rediss", "unix")),
+        isolation="namespace" if cluster else isolation,
+        timeout_seconds=env.positive_seconds("REDIS_TIMEOUT", default=0.5),
+        cluster=cluster,
+        pool_max_size=env.positive_int("REDIS_POOL_SIZE", default=32),
     )
 
 

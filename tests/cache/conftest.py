@@ -82,8 +82,9 @@ def own_redis(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def app_on(service_environment: dict[str, str], admin_headers: dict[str, str]) -> Iterator[Any]:
     """``app_on(redis, **env)``: a TestClient of the service on the session's PostgreSQL and
-    S3 but on ``redis`` (an :class:`EmbeddedRedis`), its Redis timeout short, with ``env``
-    (``TENANTGATE_`` left out of the names) on top; ``.make_tenant(**fields)`` on it."""
+    S3 but on ``redis`` (an :class:`EmbeddedRedis` or :class:`EmbeddedRedisCluster`: its
+    ``service_url``), its Redis timeout short, with ``env`` (``TENANTGATE_`` left out of the
+    names) on top; ``.make_tenant(**fields)`` on it."""
     from litestar.testing import TestClient
 
     from tenantgate.app import create_app
@@ -91,17 +92,18 @@ def app_on(service_environment: dict[str, str], admin_headers: dict[str, str]) -
 
     clients: list[Any] = []
 
-    def start(redis: EmbeddedRedis, **env: str) -> Any:
+    def start(redis: EmbeddedRedis | EmbeddedRedisCluster, **env: str) -> Any:
         environ = {
             **service_environment,
             "TENANTGATE_REDIS_URL": redis.service_url,
             "TENANTGATE_REDIS_TIMEOUT": "0.3",
             **{f"TENANTGATE_{name.upper()}": value for name, value in env.items()},
         }
-        client = TestClient(create_app(Settings.from_env(environ)))
+        settings = Settings.from_env(environ)
+        client = TestClient(create_app(settings))
         client.__enter__()
         clients.append(client)
-        return _AppClient(client, admin_headers)
+        return _AppClient(client, settings, admin_headers)
 
     try:
         yield start
@@ -113,8 +115,9 @@ def app_on(service_environment: dict[str, str], admin_headers: dict[str, str]) -
 class _AppClient:
     """A TestClient and the tenants made through it."""
 
-    def __init__(self, client: Any, admin_headers: dict[str, str]) -> None:
+    def __init__(self, client: Any, settings: Any, admin_headers: dict[str, str]) -> None:
         self.client = client
+        self.settings = settings
         self._admin_headers = admin_headers
 
     def __getattr__(self, name: str) -> Any:

@@ -93,7 +93,7 @@ def test_a_refill_that_arrives_after_an_update_is_never_served(
             users = RedisUser(client, pepper)
             cache = ItemCache(
                 TenantRedis(
-                    client.connection_pool,
+                    client,
                     pepper=pepper,
                     remake_user=lambda tenant: users.make(tenant.names),
                 )

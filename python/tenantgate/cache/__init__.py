@@ -10,6 +10,7 @@ Internal: the public API is :mod:`tenantgate` (its ``__all__``); names here may 
 """
 
 from tenantgate.cache.client import open_redis, ping
+from tenantgate.cache.connections import RedisClient
 from tenantgate.cache.errors import translate, translating
 from tenantgate.cache.items import ItemCache
 from tenantgate.cache.placement import RedisDatabase, placement_for
@@ -19,6 +20,7 @@ from tenantgate.cache.tenant_redis import RedisTenant, TenantRedis
 
 __all__ = [
     "ItemCache",
+    "RedisClient",
     "RedisDatabase",
     "RedisTenant",
     "RedisUser",

@@ -17,6 +17,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from tenantgate.cache.connections import RedisClient
 from tenantgate.cache.errors import translating
 
 if TYPE_CHECKING:
@@ -26,14 +27,32 @@ __all__ = ["open_redis", "ping"]
 
 
 @asynccontextmanager
-async def open_redis(settings: RedisSettings) -> AsyncIterator[redis.asyncio.Redis]:
+async def open_redis(settings: RedisSettings) -> AsyncIterator[RedisClient]:
     """A client for ``settings`` on a bounded pool (it connects on first use); closed on exit.
+
+    On a Redis Cluster (``TENANTGATE_REDIS_CLUSTER``) it is a ``RedisCluster``, with a bounded
+    pool per node; it reads the cluster's topology on first use (``CLUSTER SLOTS``, and
+    ``COMMAND`` for routing: the service user needs both there).
 
     redis-py retries a management command once, at once, on a fresh connection (a pooled one
     may have died while idle), never with a backoff that would hold a request beyond the
     timeout; tenants' commands are not retried by redis-py at all (they bypass it).
     """
     timeout = settings.timeout_seconds
+    if settings.cluster:
+        cluster = redis.asyncio.RedisCluster.from_url(
+            settings.url,
+            max_connections=settings.pool_max_size,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+            retry=Retry(NoBackoff(), 1),
+        )
+        try:
+            yield cluster
+        finally:
+            await cluster.aclose()
+        return
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         settings.url,
         max_connections=settings.pool_max_size,
@@ -50,7 +69,7 @@ async def open_redis(settings: RedisSettings) -> AsyncIterator[redis.asyncio.Red
         await pool.aclose()
 
 
-async def ping(client: redis.asyncio.Redis) -> None:
+async def ping(client: RedisClient) -> None:
     """One ``PING``; raises ServiceUnavailableError when Redis does not answer."""
     with translating():
         await client.ping()

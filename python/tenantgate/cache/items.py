@@ -30,7 +30,8 @@ from tenantgate.errors import ServiceUnavailableError
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from tenantgate.cache.tenant_redis import Command, RedisTenant, TenantRedis
+    from tenantgate.cache.connections import Command
+    from tenantgate.cache.tenant_redis import RedisTenant, TenantRedis
 
 __all__ = ["ITEM_TTL_SECONDS", "VERSION_TTL_SECONDS", "ItemCache"]
 

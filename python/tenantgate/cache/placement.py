@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final, Literal
 
+from tenantgate.cache.connections import DatabaseRefusedError, round_trip, source_of
 from tenantgate.cache.errors import translating
-from tenantgate.cache.tenant_redis import DatabaseRefusedError, round_trip
 from tenantgate.db.tenants import allocate_redis_database
 from tenantgate.errors import ConflictError
 
 if TYPE_CHECKING:
-    import redis.asyncio
-
+    from tenantgate.cache.connections import RedisClient
     from tenantgate.settings import RedisIsolation
     from tenantgate.tenancy.provisioning import TenantUnderway
 
@@ -61,7 +60,7 @@ class RedisDatabase:
 
     name: Final = "redis database"
 
-    def __init__(self, redis: redis.asyncio.Redis, isolation: RedisIsolation) -> None:
+    def __init__(self, redis: RedisClient, isolation: RedisIsolation) -> None:
         self._redis = redis
         self._isolation = isolation
 
@@ -79,7 +78,7 @@ class RedisDatabase:
         """Whether the server has database ``number`` (``SELECT`` it, and back)."""
         with translating():
             try:
-                await round_trip(self._redis.connection_pool, [("PING",)], database=number)
+                await round_trip(source_of(self._redis), b"", [("PING",)], database=number)
             except DatabaseRefusedError:
                 return False
         return True

@@ -48,17 +48,17 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Final
 
+import redis.asyncio
+
+from tenantgate.cache.connections import round_trip, source_of
 from tenantgate.cache.errors import translating
 from tenantgate.cache.passwords import tenant_password
-from tenantgate.cache.tenant_redis import round_trip
 from tenantgate.db.tenants import redis_database
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    import redis.asyncio
-
-    from tenantgate.cache.tenant_redis import Command
+    from tenantgate.cache.connections import Command, RedisClient
     from tenantgate.naming import TenantNames
     from tenantgate.tenancy.provisioning import TenantUnderway
 
@@ -150,7 +150,7 @@ class RedisUser:
 
     name: Final = "redis acl user"
 
-    def __init__(self, redis: redis.asyncio.Redis, pepper: bytes) -> None:
+    def __init__(self, redis: RedisClient, pepper: bytes) -> None:
         self._redis = redis
         self._pepper = pepper
         self._optional_denied: tuple[str, ...] | None = None
@@ -175,14 +175,15 @@ class RedisUser:
             optional = await self._known_optional_denied()
             password = tenant_password(self._pepper, names.tenant_id)
             rules = tenant_user_rules(names, password, optional)
-            await _command(self._redis, "ACL SETUSER", names.redis_user, *rules)
+            await _on_every_node(self._redis, "ACL SETUSER", names.redis_user, *rules)
 
     async def undo(self, tenant: TenantUnderway) -> None:
         names = tenant.names
         database = await redis_database(tenant.connection, tenant.id)
-        pool = self._redis.connection_pool
+        source = source_of(self._redis)
+        routing_key = names.redis_namespace.encode()
         with translating():
-            await _command(self._redis, "ACL DELUSER", names.redis_user)
+            await _on_every_node(self._redis, "ACL DELUSER", names.redis_user)
             cursor: object = b"0"
             found: list[bytes] = []
             while True:
@@ -197,7 +198,7 @@ class RedisUser:
                 commands: list[Command] = [scan]
                 if found:
                     commands.append(("UNLINK", *found))
-                replies = await round_trip(pool, commands, database=database)
+                replies = await round_trip(source, routing_key, commands, database=database)
                 for reply in replies:
                     if isinstance(reply, Exception):
                         raise reply
@@ -206,13 +207,22 @@ class RedisUser:
                 if _cursor(cursor) == 0:
                     break
             if found:
-                await round_trip(pool, [("UNLINK", *found)], database=database)
+                await round_trip(source, routing_key, [("UNLINK", *found)], database=database)
 
 
-async def _command(client: redis.asyncio.Redis, *args: str) -> object:
+async def _command(client: RedisClient, *args: str) -> object:
     """One command as redis-py sends it (its ``execute_command`` is untyped)."""
-    answer: object = await client.execute_command(*args)  # type: ignore[no-untyped-call]
+    answer: object = await client.execute_command(*args)
     return answer
+
+
+async def _on_every_node(client: RedisClient, *args: str) -> None:
+    """A command for every node: ACLs are each node's own, a cluster does not share them."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        nodes = redis.asyncio.RedisCluster.ALL_NODES
+        await client.execute_command(*args, target_nodes=nodes)
+    else:
+        await _command(client, *args)
 
 
 def _cursor(value: object) -> int:

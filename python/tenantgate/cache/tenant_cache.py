@@ -19,7 +19,8 @@ from tenantgate.cache.tenant_redis import RedisTenant
 from tenantgate.errors import InvalidInputError, ServiceUnavailableError
 
 if TYPE_CHECKING:
-    from tenantgate.cache.tenant_redis import Command, Reply, TenantRedis
+    from tenantgate.cache.connections import Command, Reply
+    from tenantgate.cache.tenant_redis import TenantRedis
     from tenantgate.identity import TenantIdentity
 
 __all__ = ["MAX_KEY_BYTES", "MAX_TTL_SECONDS", "TenantCache", "check_key", "check_ttl"]

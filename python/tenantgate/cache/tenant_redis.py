@@ -36,50 +36,32 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from redis.exceptions import AuthenticationError, ResponseError
+import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tenantgate.cache.connections import (
+    Command,
+    RedisClient,
+    Reply,
+    TopologyChangedError,
+    round_trip,
+    source_of,
+)
 from tenantgate.cache.errors import translate, translating
 from tenantgate.cache.passwords import tenant_password
 from tenantgate.errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
-    from redis.asyncio import ConnectionPool
-    from redis.asyncio.connection import AbstractConnection
-
     from tenantgate.identity import TenantIdentity
     from tenantgate.naming import TenantNames
 
-__all__ = [
-    "DOWN_FOR_SECONDS",
-    "Command",
-    "DatabaseRefusedError",
-    "RedisTenant",
-    "Reply",
-    "TenantRedis",
-    "round_trip",
-]
+__all__ = ["DOWN_FOR_SECONDS", "RedisTenant", "TenantRedis"]
 
 _logger = logging.getLogger("tenantgate.cache")
 
 DOWN_FOR_SECONDS: Final = 1
 """How long Redis counts as down after a call failed for want of it (also the ``Retry-After``
 of the 503 meanwhile)."""
-
-Command = tuple[str | bytes | int | float, ...]
-"""One Redis command and its arguments."""
-
-Reply = object
-"""One command's answer as redis-py parses it (bytes, int, list, None), or the
-:class:`~redis.exceptions.ResponseError` Redis answered instead."""
-
-
-class DatabaseRefusedError(ServiceUnavailableError):
-    """Redis refused to ``SELECT`` a database: it has fewer than the number asked for."""
-
-    def __init__(self, database: int) -> None:
-        super().__init__("redis")
-        self.database = database
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +86,17 @@ RemakeUser = Callable[[RedisTenant], Awaitable[None]]
 class TenantRedis:
     """Runs commands as tenants' ACL users on the service's shared, bounded pool."""
 
-    __slots__ = ("_down_until", "_pepper", "_pool", "_remake_user", "_service_auth")
+    __slots__ = ("_down_until", "_pepper", "_remake_user", "_service_auth", "_source")
 
-    def __init__(self, pool: ConnectionPool, *, pepper: bytes, remake_user: RemakeUser) -> None:
-        self._pool = pool
+    def __init__(self, client: RedisClient, *, pepper: bytes, remake_user: RemakeUser) -> None:
+        self._source = source_of(client)
         self._pepper = pepper
         self._remake_user = remake_user
-        kwargs = pool.connection_kwargs
+        kwargs = (
+            client.nodes_manager.connection_kwargs
+            if isinstance(client, redis.asyncio.RedisCluster)
+            else client.connection_pool.connection_kwargs
+        )
         self._service_auth: Command = (
             "AUTH",
             kwargs.get("username") or "default",
@@ -148,16 +134,26 @@ class TenantRedis:
         login: Command = ("AUTH", names.redis_user, tenant_password(self._pepper, names.tenant_id))
         everything = [login, *commands]
         restore = [self._service_auth]
+        routing_key = names.redis_namespace.encode()
         try:
             try:
                 replies = await round_trip(
-                    self._pool, everything, database=tenant.database, restore=restore
+                    self._source,
+                    routing_key,
+                    everything,
+                    database=tenant.database,
+                    restore=restore,
                 )
-            except (RedisConnectionError, OSError):
+            except (RedisConnectionError, OSError, TopologyChangedError):
                 # A pooled connection Redis closed while it was idle (a restart, a timeout on
-                # the server): once more on a fresh one. Our commands are idempotent.
+                # the server), or a slot that moved to another node: once more, on a fresh
+                # connection or the right node. Our commands are idempotent.
                 replies = await round_trip(
-                    self._pool, everything, database=tenant.database, restore=restore
+                    self._source,
+                    routing_key,
+                    everything,
+                    database=tenant.database,
+                    restore=restore,
                 )
         except Exception as exc:
             raise self._down(exc) from exc
@@ -170,61 +166,3 @@ class TenantRedis:
             self._down_until = time.monotonic() + DOWN_FOR_SECONDS
             return ServiceUnavailableError("redis", retry_after=DOWN_FOR_SECONDS)
         return exc
-
-
-async def round_trip(
-    pool: ConnectionPool,
-    commands: Sequence[Command],
-    *,
-    database: int | None = None,
-    restore: Sequence[Command] = (),
-) -> list[Reply]:
-    """Send ``commands`` on one pooled connection in one round trip; their replies.
-
-    With ``database``, the connection is put in that database first and back in its own
-    after; ``restore`` (e.g. the ``AUTH`` back to the service's user) is sent last. If any
-    of those fails, or the round trip breaks half-way, the connection is closed rather than
-    given back in a state redis-py does not know. Redis refusing the database raises
-    :class:`DatabaseRefusedError` (the commands then ran in the connection's own database,
-    still as whoever ``commands`` authenticate as: only a server restarted with fewer
-    ``databases`` than before does that).
-    """
-    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-    prologue: list[Command] = []
-    epilogue: list[Command] = list(restore)
-    if database is not None:
-        prologue.append(("SELECT", database))
-        epilogue.append(("SELECT", connection.db))
-    everything = [*prologue, *commands, *epilogue]
-    clean = False
-    try:
-        await connection.send_packed_command(
-            connection.pack_commands(everything), check_health=False
-        )
-        replies = [await _read(connection) for _ in everything]
-        back = replies[len(everything) - len(epilogue) :]
-        clean = all(reply == b"OK" for reply in back)
-        if not clean:
-            _logger.error("Redis did not put a connection back: %r", back)
-    finally:
-        if not clean:
-            await connection.disconnect(nowait=True)
-        await pool.release(connection)
-    if prologue and isinstance(replies[0], Exception):
-        raise DatabaseRefusedError(database or 0)
-    return replies[len(prologue) : len(everything) - len(epilogue)]
-
-
-async def _read(connection: AbstractConnection) -> Reply:
-    """One reply; an error reply is returned, not raised, so the stream stays in step.
-
-    redis-py's parser raises ``WRONGPASS`` (an :class:`AuthenticationError`, which it counts
-    among connection errors) where it returns other error replies, and would close the
-    connection for it: the connection is fine, so it is kept (a broken one is closed by
-    :func:`round_trip`).
-    """
-    try:
-        reply: Reply = await connection.read_response(disconnect_on_error=False)
-    except (ResponseError, AuthenticationError) as refused:
-        return refused
-    return reply

@@ -16,15 +16,14 @@ from tenantgate.cache.provisioning import RedisUser
 from tenantgate.db.provisioning import postgres_steps
 
 if TYPE_CHECKING:
-    import redis.asyncio
-
+    from tenantgate.cache import RedisClient
     from tenantgate.settings import Settings
     from tenantgate.tenancy.provisioning import ProvisioningStep
 
 __all__ = ["service_steps"]
 
 
-def service_steps(redis: redis.asyncio.Redis, settings: Settings) -> list[ProvisioningStep]:
+def service_steps(redis: RedisClient, settings: Settings) -> list[ProvisioningStep]:
     """Every layer's steps for a service whose Redis client (its management user) is ``redis``."""
     return [
         *postgres_steps(),

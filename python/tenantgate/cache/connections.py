@@ -1,0 +1,219 @@
+"""One pipelined round trip on a connection borrowed from the service's Redis, and where that
+connection comes from: the pool of a single server, or the node of a Redis Cluster that holds
+the tenant's slot.
+
+redis-py's clients pick and return connections themselves; a tenant's round trip must instead
+hold one connection from its first command (``SELECT``, ``AUTH``) to its last (``AUTH`` back),
+so it borrows one from the pool below the client: :class:`PoolSource` for a single server,
+:class:`ClusterSource` for a cluster (every key of a tenant shares its hash tag, so one node
+holds them all, and the tenant's commands go to that node alone).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import redis.asyncio
+from redis.exceptions import AskError, AuthenticationError, MovedError, ResponseError
+
+from tenantgate.errors import ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import ClusterNode
+    from redis.asyncio.connection import AbstractConnection
+
+__all__ = [
+    "ClusterSource",
+    "Command",
+    "ConnectionSource",
+    "DatabaseRefusedError",
+    "PoolSource",
+    "RedisClient",
+    "Reply",
+    "TopologyChangedError",
+    "round_trip",
+    "source_of",
+]
+
+_logger = logging.getLogger("tenantgate.cache")
+
+RedisClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
+"""The service's management client: a single server's, or a cluster's."""
+
+Command = tuple[str | bytes | int | float, ...]
+"""One Redis command and its arguments."""
+
+Reply = object
+"""One command's answer as redis-py parses it (bytes, int, list, None), or the
+:class:`~redis.exceptions.ResponseError` Redis answered instead."""
+
+
+class DatabaseRefusedError(ServiceUnavailableError):
+    """Redis refused to ``SELECT`` a database: it has fewer than the number asked for."""
+
+    def __init__(self, database: int) -> None:
+        super().__init__("redis")
+        self.database = database
+
+
+class TopologyChangedError(ServiceUnavailableError):
+    """A cluster node answered ``MOVED``/``ASK``: the tenant's slot is elsewhere now (the
+    topology has been read again; the round trip may be retried)."""
+
+    def __init__(self) -> None:
+        super().__init__("redis")
+
+
+class Lease(Protocol):
+    """A borrowed connection; ``give_back`` returns it (whatever state it is in: a broken one
+    has been disconnected and reconnects on its next use)."""
+
+    connection: AbstractConnection
+
+    async def give_back(self) -> None: ...
+
+
+class ConnectionSource(Protocol):
+    """Where the connection for a tenant's round trip comes from."""
+
+    async def borrow(self, routing_key: bytes) -> Lease: ...
+
+    async def topology_changed(self) -> None: ...
+
+
+class _PoolLease:
+    __slots__ = ("_pool", "connection")
+
+    def __init__(self, pool: redis.asyncio.ConnectionPool, connection: AbstractConnection) -> None:
+        self._pool = pool
+        self.connection = connection
+
+    async def give_back(self) -> None:
+        await self._pool.release(self.connection)
+
+
+class PoolSource:
+    """A single server: any connection of the client's (blocking, bounded) pool."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: redis.asyncio.ConnectionPool) -> None:
+        self._pool = pool
+
+    async def borrow(self, routing_key: bytes) -> Lease:
+        connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        return _PoolLease(self._pool, connection)
+
+    async def topology_changed(self) -> None:
+        return None
+
+
+class _NodeLease:
+    __slots__ = ("_node", "connection")
+
+    def __init__(self, node: ClusterNode, connection: AbstractConnection) -> None:
+        self._node = node
+        self.connection = connection
+
+    async def give_back(self) -> None:
+        self._node.release(self.connection)  # type: ignore[arg-type]
+
+
+class ClusterSource:
+    """A Redis Cluster: a connection to the primary that holds the routing key's slot."""
+
+    __slots__ = ("_cluster",)
+
+    def __init__(self, cluster: redis.asyncio.RedisCluster) -> None:
+        self._cluster = cluster
+
+    async def borrow(self, routing_key: bytes) -> Lease:
+        await self._cluster.initialize()  # once; later calls only check a flag
+        node = self._cluster.get_node_from_key(routing_key)  # type: ignore[arg-type]
+        if node is None:
+            raise ServiceUnavailableError("redis")
+        connection = node.acquire_connection()
+        try:
+            if not connection.is_connected:
+                await connection.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            node.release(connection)
+            raise
+        return _NodeLease(node, connection)
+
+    async def topology_changed(self) -> None:
+        await self._cluster.nodes_manager.initialize()
+
+
+def source_of(client: RedisClient) -> ConnectionSource:
+    """The connection source below ``client``."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        return ClusterSource(client)
+    return PoolSource(client.connection_pool)
+
+
+async def round_trip(
+    source: ConnectionSource,
+    routing_key: bytes,
+    commands: Sequence[Command],
+    *,
+    database: int | None = None,
+    restore: Sequence[Command] = (),
+) -> list[Reply]:
+    """Send ``commands`` on one borrowed connection in one round trip; their replies.
+
+    ``routing_key`` is any key of the tenant (its slot picks the cluster node). With
+    ``database``, the connection is put in that database first and back in its own after;
+    ``restore`` (e.g. the ``AUTH`` back to the service's user) is sent last. If any of those
+    fails, or the round trip breaks half-way, the connection is closed rather than given back
+    in a state redis-py does not know. Redis refusing the database raises
+    :class:`DatabaseRefusedError` (the commands then ran in the connection's own database,
+    still as whoever ``commands`` authenticate as: only a server restarted with fewer
+    ``databases`` than before does that); a cluster node that no longer holds the slot raises
+    :class:`TopologyChangedError` after the topology was read again.
+    """
+    lease = await source.borrow(routing_key)
+    connection = lease.connection
+    prologue: list[Command] = []
+    epilogue: list[Command] = list(restore)
+    if database is not None:
+        prologue.append(("SELECT", database))
+        epilogue.append(("SELECT", connection.db))
+    everything = [*prologue, *commands, *epilogue]
+    clean = False
+    try:
+        await connection.send_packed_command(
+            connection.pack_commands(everything), check_health=False
+        )
+        replies = [await _read(connection) for _ in everything]
+        back = replies[len(everything) - len(epilogue) :]
+        clean = all(reply == b"OK" for reply in back)
+        if not clean:
+            _logger.error("Redis did not put a connection back: %r", back)
+    finally:
+        if not clean:
+            await connection.disconnect(nowait=True)
+        await lease.give_back()
+    if prologue and isinstance(replies[0], Exception):
+        raise DatabaseRefusedError(database or 0)
+    if any(isinstance(reply, MovedError | AskError) for reply in replies):
+        await source.topology_changed()
+        raise TopologyChangedError
+    return replies[len(prologue) : len(everything) - len(epilogue)]
+
+
+async def _read(connection: AbstractConnection) -> Reply:
+    """One reply; an error reply is returned, not raised, so the stream stays in step.
+
+    redis-py's parser raises ``WRONGPASS`` (an :class:`AuthenticationError`, which it counts
+    among connection errors) where it returns other error replies, and would close the
+    connection for it: the connection is fine, so it is kept (a broken one is closed by
+    :func:`round_trip`).
+    """
+    try:
+        reply: Reply = await connection.read_response(disconnect_on_error=False)
+    except (ResponseError, AuthenticationError) as refused:
+        return refused
+    return reply

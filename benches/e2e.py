@@ -2,12 +2,18 @@
 
 Run with `make bench-e2e` (needs `wrk`, Debian package `wrk`). Starts the service with one
 granian worker on a free port in a throw-away data folder, creates a tenant and an item, then
-loads three routes in turn with the same wrk settings and prints requests per second:
+loads these routes in turn with the same wrk settings and prints requests per second:
 
 - `GET /healthz` — no authentication, no database: the floor of Litestar on granian;
 - `GET /v1/me` — identification and rate limiting (one native call), no database;
-- `GET /v1/items/{id}` — the same plus a tenant-scoped PostgreSQL read (BEGIN + SET LOCAL
-  ROLE + SET LOCAL search_path in one round trip, the SELECT, COMMIT).
+- `GET /v1/cache/{key}` — the same plus one Redis round trip as the tenant's ACL user (``AUTH``
+  tenant, ``GET``, ``AUTH`` back, pipelined);
+- `GET /v1/items/{id}`, cache hit — the same item again and again: one Redis round trip
+  (lookup and version), no PostgreSQL;
+- `GET /v1/items/{id}`, cache miss — every request a different item, never read before (100,000
+  items inserted beforehand, walked in order by a wrk script): the Redis lookup, the
+  tenant-scoped PostgreSQL read (BEGIN + SET LOCAL ROLE + SET LOCAL search_path in one round
+  trip, the SELECT, COMMIT), and the Redis round trip that keeps the copy.
 
 The tenant is on a plan generous enough that rate limiting never refuses during the run.
 """
@@ -15,6 +21,8 @@ The tenant is on a plan generous enough that rate limiting never refuses during 
 from __future__ import annotations
 
 import json
+import os
+import random
 import re
 import shutil
 import signal
@@ -38,10 +46,26 @@ def free_port() -> int:
         return port
 
 
-def wrk(url: str, headers: dict[str, str]) -> float:
+MISS_ITEMS = 100_000
+
+WALK_SCRIPT = """
+local ids = {}
+for line in io.lines(os.getenv("TENANTGATE_BENCH_IDS")) do ids[#ids + 1] = line end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/v1/items/" .. ids[(n % #ids) + 1])
+end
+"""
+"""A wrk script: each request reads the next item of the list, so none is read twice."""
+
+
+def wrk(url: str, headers: dict[str, str], script: Path | None = None) -> float:
     command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION_SECONDS}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
@@ -50,6 +74,36 @@ def wrk(url: str, headers: dict[str, str]) -> float:
     if match is None:
         raise SystemExit(output)
     return float(match[1])
+
+
+def _insert_items(database_admin_url: str, tenant_id: str) -> list[str]:
+    """Put :data:`MISS_ITEMS` items straight into the tenant's table; their ids, shuffled."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    schema = f"t_{uuid.UUID(tenant_id).hex}"
+
+    async def insert() -> list[str]:
+        connection = await asyncpg.connect(database_admin_url)
+        try:
+            rows = await connection.fetch(
+                f"""
+                INSERT INTO "{schema}".items (id, data)
+                SELECT gen_random_uuid(), jsonb_build_object('n', n)
+                  FROM generate_series(1, $1) AS n
+                RETURNING id
+                """,
+                MISS_ITEMS,
+            )
+        finally:
+            await connection.close()
+        return [str(row["id"]) for row in rows]
+
+    ids = asyncio.run(insert())
+    random.shuffle(ids)
+    return ids
 
 
 def main() -> int:
@@ -87,10 +141,23 @@ def main() -> int:
                 item = client.post("/v1/items", json={"data": {"n": 1}}, headers=tenant)
                 item.raise_for_status()
                 item_url = f"{url}/v1/items/{item.json()['id']}"
+                client.put("/v1/cache/bench", json={"value": {"n": 1}}, headers=tenant)
+            tenant_id = created.json()["tenant"]["id"]
+            ids_file = Path(data_dir) / "item-ids.txt"
+            ids_file.write_text("\n".join(_insert_items(ready["database_admin_url"], tenant_id)))
+            walk = Path(data_dir) / "walk.lua"
+            walk.write_text(WALK_SCRIPT)
+            os.environ["TENANTGATE_BENCH_IDS"] = str(ids_file)
             results = {
                 "GET /healthz (no auth, no database)": wrk(f"{url}/healthz", {}),
                 "GET /v1/me (auth + rate limit)": wrk(f"{url}/v1/me", tenant),
-                "GET /v1/items/{id} (auth + limit + tenant read)": wrk(item_url, tenant),
+                "GET /v1/cache/{key} (auth + limit + Redis as the tenant)": wrk(
+                    f"{url}/v1/cache/bench", tenant
+                ),
+                "GET /v1/items/{id}, cache hit (auth + limit + Redis)": wrk(item_url, tenant),
+                "GET /v1/items/{id}, cache miss (+ tenant read in PostgreSQL)": wrk(
+                    url, tenant, script=walk
+                ),
             }
         finally:
             dev.send_signal(signal.SIGINT)

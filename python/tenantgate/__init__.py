@@ -11,7 +11,7 @@ Everything a user needs is importable from here::
     )
 
 - :class:`TenantGatePlugin` — wires identification, rate limits, the backing services'
-  clients, tenant-bound dependencies (``tenant``, ``db``) and problem+json errors into an app;
+  clients, tenant-bound dependencies (``tenant``, ``db``, ``cache``) and problem+json errors into an app;
   :func:`create_app` is the plugin applied to tenantgate's own routes.
 - :class:`Settings` — the whole configuration, read from ``TENANTGATE_*`` by
   :meth:`Settings.from_env`.
@@ -19,6 +19,8 @@ Everything a user needs is importable from here::
   current request, as a dependency, a context variable, or a fail-closed accessor.
 - :data:`Connection` — the type of the ``db`` dependency: a connection inside a transaction
   that acts as the caller's tenant.
+- :class:`TenantCache` — the type of the ``cache`` dependency: the caller's key-value cache
+  (JSON values, optional TTL), run as the tenant's own Redis ACL user.
 - The errors, rooted at :class:`TenantgateError` (the tree is in :mod:`tenantgate.errors`).
 
 The names in ``__all__`` are the public API. The modules behind them (``identity``, ``db``,
@@ -47,6 +49,7 @@ from tenantgate.errors import (
 
 if TYPE_CHECKING:
     from tenantgate.app import create_app
+    from tenantgate.cache import TenantCache
     from tenantgate.db.types import Connection
     from tenantgate.identity import TenantIdentity, current_tenant, require_tenant
     from tenantgate.plugin import TenantGatePlugin
@@ -64,6 +67,7 @@ __all__ = [
     "ServiceUnavailableError",
     "Settings",
     "SettingsError",
+    "TenantCache",
     "TenantGatePlugin",
     "TenantGoneError",
     "TenantIdentity",
@@ -76,6 +80,7 @@ __all__ = [
 
 _LAZY: Final = {
     "Connection": "tenantgate.db.types",
+    "TenantCache": "tenantgate.cache",
     "Settings": "tenantgate.settings",
     "TenantGatePlugin": "tenantgate.plugin",
     "TenantIdentity": "tenantgate.identity",

@@ -49,7 +49,7 @@ def test_the_readme_plugin_example_imports_tenantgate_names_from_the_package_alo
 
 
 @pytest.mark.servers
-def test_the_readme_plugin_example_serves_a_tenant_its_own_rows(
+def test_the_readme_plugin_example_serves_a_tenant_its_own_rows_and_cache(
     service_environment, make_tenant, service, monkeypatch
 ) -> None:
     for name, value in service_environment.items():
@@ -67,6 +67,10 @@ def test_the_readme_plugin_example_serves_a_tenant_its_own_rows(
     with TestClient(example.app) as client:
         answer = client.get("/api/reports", headers=tenant.headers)
         refused = client.get("/api/reports")
+        visits = [client.get("/api/visits", headers=tenant.headers).json() for _ in range(2)]
+        others = client.get("/api/visits", headers=other.headers).json()
+    assert visits == [{"visits": 1}, {"visits": 2}]
+    assert others == {"visits": 1}
     assert answer.status_code == 200, answer.text
     assert [row["id"] for row in answer.json()] == [made.json()["id"]]
     assert refused.status_code == 403

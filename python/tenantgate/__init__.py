@@ -11,7 +11,8 @@ Everything a user needs is importable from here::
     )
 
 - :class:`TenantGatePlugin` — wires identification, rate limits, the backing services'
-  clients, tenant-bound dependencies (``tenant``, ``db``, ``cache``) and problem+json errors into an app;
+  clients, tenant-bound dependencies (``tenant``, ``db``, ``cache``) and problem+json errors
+  into an app;
   :func:`create_app` is the plugin applied to tenantgate's own routes.
 - :class:`Settings` — the whole configuration, read from ``TENANTGATE_*`` by
   :meth:`Settings.from_env`.

@@ -158,3 +158,45 @@ def test_deleting_a_database_tenant_empties_its_database(
     finally:
         admin.close()
     assert service.get("/v1/cache/k1", headers=kept.headers).json()["value"] == 1
+
+
+def test_a_database_tenants_user_cannot_leave_its_database(
+    make_tenant: Any,
+    redis_admin_url: str,
+    service_settings: Any,
+    service_environment: dict[str, str],
+) -> None:
+    """As the service does it: `SELECT n` as a privileged user, then `AUTH` as the tenant."""
+    from tenantgate.cache.passwords import tenant_password
+
+    tenant, other = make_tenant(tier="enterprise"), make_tenant(tier="enterprise")
+    number = _database_of(service_environment["TENANTGATE_DATABASE_URL"], tenant.id)
+    assert number is not None
+    names = TenantNames.of(uuid.UUID(tenant.id))
+    other_names = TenantNames.of(uuid.UUID(other.id))
+    client = redis.Redis.from_url(redis_admin_url, socket_timeout=5, single_connection_client=True)
+    try:
+        client.execute_command("SELECT", number)
+        password = tenant_password(service_settings.security.key_pepper, names.tenant_id)
+        client.execute_command("AUTH", names.redis_user, password)
+        client.set(names.cache_key("mine"), "1")
+        for refused in (
+            ("SELECT", "0"),
+            ("SWAPDB", str(number), "0"),
+            ("MOVE", names.cache_key("mine"), "0"),
+            ("COPY", names.cache_key("mine"), names.cache_key("copy"), "DB", "0"),
+            ("GET", other_names.cache_key("x")),
+            ("FLUSHDB",),
+            ("KEYS", "*"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.execute_command(*refused)
+        assert client.get(names.cache_key("mine")) == b"1"
+    finally:
+        client.close()
+    admin = redis.Redis.from_url(redis_admin_url, socket_timeout=5)
+    try:
+        admin.execute_command("SELECT", number)
+        assert admin.get(names.cache_key("mine")) == b"1"  # it was written in its database
+    finally:
+        admin.close()

@@ -66,6 +66,7 @@ class FakeSource:
     keys: dict[bytes, KeyRecord] = dataclasses.field(default_factory=dict)
     plans: list[PlanRecord] = dataclasses.field(default_factory=list)
     domains: dict[str, uuid.UUID] = dataclasses.field(default_factory=dict)
+    used: list[uuid.UUID] = dataclasses.field(default_factory=list)
     lookups: int = 0
 
     def add_key(self, record: KeyRecord) -> str:
@@ -76,6 +77,9 @@ class FakeSource:
     async def find_key(self, digest: bytes) -> KeyRecord | None:
         self.lookups += 1
         return self.keys.get(digest)
+
+    async def mark_used(self, key_ids: Sequence[uuid.UUID]) -> None:
+        self.used.extend(key_ids)
 
     async def load_plans(self) -> Sequence[PlanRecord]:
         return list(self.plans)
@@ -320,3 +324,44 @@ async def test_an_unknown_key_is_cached_as_a_refusal() -> None:
 
     assert keys.verifier.verify(f"Bearer {key}") is None
     assert source.lookups == 1
+
+
+async def test_a_waiter_gone_away_does_not_cancel_the_lookup_of_the_others() -> None:
+    record = _record()
+    source = FakeSource()
+    key = source.add_key(record)
+    release = asyncio.Event()
+
+    async def slow_lookup(digest: bytes) -> KeyRecord | None:
+        await release.wait()
+        return await source.find_key(digest)
+
+    keys = _key_cache(slow_lookup)
+    miss: Any = keys.verifier.verify(f"Bearer {key}")
+    first = asyncio.create_task(keys.resolve(miss))  # starts the lookup
+    await asyncio.sleep(0.01)
+    others = [asyncio.create_task(keys.resolve(miss)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    first.cancel()  # its client went away
+    await asyncio.sleep(0.01)
+    release.set()
+
+    await asyncio.gather(*others)
+    assert first.cancelled()
+    assert source.lookups == 1
+    entry: Any = keys.verifier.verify(f"Bearer {key}")
+    assert entry.identity.key_id == record.key_id
+
+
+async def test_only_usable_keys_are_recorded_as_used_and_only_once_per_lookup() -> None:
+    source = FakeSource()
+    usable, revoked = _record(), _record(key_status="revoked")
+    usable_key, revoked_key = source.add_key(usable), source.add_key(revoked)
+    keys = _key_cache(source.find_key)
+    for key in (usable_key, revoked_key, generate_key()):
+        miss: Any = keys.verifier.verify(f"Bearer {key}")
+        await keys.resolve(miss)
+        keys.verifier.verify(f"Bearer {key}")  # hits record nothing
+
+    assert keys.take_used() == [usable.key_id]
+    assert keys.take_used() == []

@@ -14,27 +14,27 @@ from typing import TYPE_CHECKING, Final
 from tenantgate.identity.source import KeyRecord, PlanRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from uuid import UUID
 
     from tenantgate.db.database import Database
 
 __all__ = ["PostgresIdentitySource"]
 
-# Marks the key as used (at most once per key-cache lifetime, so it stays cheap); running it
-# twice is harmless, so Database may retry it.
+# A read only, whatever the key's state: a refused key (revoked, expired, suspended) costs
+# what an unknown one costs, so timing does not tell whether a key was ever issued. Use is
+# recorded later, in batches (`mark_used`).
 _FIND_KEY: Final = """
-WITH used AS (
-    UPDATE api_keys SET last_used_at = now()
-     WHERE key_hash = $1
-    RETURNING id, tenant_id, status, expires_at
-)
-SELECT used.id AS key_id, used.status AS key_status, used.expires_at, used.tenant_id,
+SELECT k.id AS key_id, k.status AS key_status, k.expires_at, k.tenant_id,
        t.name AS tenant_name, t.status AS tenant_status, t.plan, t.tier, t.redis_database,
        p.rate_per_second, p.burst
-  FROM used
-  JOIN tenants t ON t.id = used.tenant_id
+  FROM api_keys k
+  JOIN tenants t ON t.id = k.tenant_id
   JOIN plans p ON p.name = t.plan
+ WHERE k.key_hash = $1
 """
+
+_MARK_USED: Final = "UPDATE api_keys SET last_used_at = now() WHERE id = ANY($1::uuid[])"
 
 _PLANS: Final = "SELECT name, rate_per_second, burst FROM plans"
 
@@ -50,7 +50,7 @@ class PostgresIdentitySource:
         self._database = database
 
     async def find_key(self, digest: bytes) -> KeyRecord | None:
-        """The key stored under ``digest``, its tenant and its plan; marks it as used."""
+        """The key stored under ``digest``, its tenant and its plan (a read, nothing more)."""
         row = await self._database.fetchrow(_FIND_KEY, digest)
         if row is None:
             return None
@@ -67,6 +67,10 @@ class PostgresIdentitySource:
             rate_per_second=row["rate_per_second"],
             burst=row["burst"],
         )
+
+    async def mark_used(self, key_ids: Sequence[UUID]) -> None:
+        """Stamp ``last_used_at`` on these keys (one statement; repeating it is harmless)."""
+        await self._database.fetch(_MARK_USED, list(key_ids))
 
     async def load_plans(self) -> list[PlanRecord]:
         rows = await self._database.fetch(_PLANS)

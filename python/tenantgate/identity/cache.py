@@ -2,7 +2,8 @@
 
 It puts the key cache, the plans and the domains together over one
 :class:`~tenantgate.identity.source.IdentitySource`, keeps them fresh (plans and domains are
-reloaded every second, key records expire after the verifier's TTL), and is what the
+reloaded every second, key records expire after the verifier's TTL), records which keys were
+used (``last_used_at``, in one statement per second), and is what the
 operator's use cases tell about a change they made, so that it applies at once on this
 instance:
 
@@ -68,6 +69,8 @@ class IdentityCache:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            with contextlib.suppress(Exception):
+                await self._record_use()  # the last batch, best effort
             self._source = None
 
     # -- what the operator's use cases call after a change ------------------------------
@@ -100,7 +103,11 @@ class IdentityCache:
 
     async def _refresh_forever(self, interval: float) -> None:
         while True:
-            for what, reload in (("plans", self.plans.reload), ("domains", self.domains.reload)):
+            for what, reload in (
+                ("plans", self.plans.reload),
+                ("domains", self.domains.reload),
+                ("keys' last use", self._record_use),
+            ):
                 try:
                     await reload()
                 except ServiceUnavailableError:
@@ -108,6 +115,17 @@ class IdentityCache:
                 except Exception:
                     _logger.exception("refreshing %s failed", what)
             await asyncio.sleep(interval)
+
+    async def _record_use(self) -> None:
+        """Hand the keys used since the last round to the source (``last_used_at``)."""
+        used = self.keys.take_used()
+        if not used:
+            return
+        try:
+            await self._require_source().mark_used(used)
+        except BaseException:
+            self.keys.give_back_used(used)  # the next round tries again
+            raise
 
     def _require_source(self) -> IdentitySource:
         if self._source is None:

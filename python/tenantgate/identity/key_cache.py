@@ -4,7 +4,15 @@ The verifier holds one record per key digest for a short time (its ``ttl_seconds
 on how late a change made through another instance is seen). On a miss, :meth:`KeyCache.resolve`
 looks the digest up with the lookup function it was given and caches the answer — the key's
 record, or a refusal — so the middleware's second native call decides. Concurrent misses for
-one digest share one lookup.
+one digest share one lookup, which runs as a task of its own: a requester that goes away
+(its client disconnected, its task cancelled) does not cancel it for the others. At most
+:data:`MAX_LOOKUPS_IN_FLIGHT` lookups run at once per instance; a miss that cannot start one
+within :data:`LOOKUP_QUEUE_SECONDS` is a 503, so a flood of unknown keys cannot queue work
+without bound.
+
+A usable key's id is noted when it is looked up (at most once per record lifetime) and handed
+over in batches (:meth:`KeyCache.take_used`) for ``last_used_at``: nothing is written on a
+request's path, and a refused key costs exactly the read an unknown one costs.
 
 A record's payload is a :class:`KeyEntry`: the caller's identity together with what the
 middleware needs to render the rate-limit headers, all computed once per lookup, none of it
@@ -17,6 +25,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
+from tenantgate.errors import ServiceUnavailableError
 from tenantgate.identity.context import TenantIdentity
 from tenantgate.identity.plans import Plans
 from tenantgate.identity.source import KeyRecord, PlanRecord
@@ -24,7 +33,13 @@ from tenantgate.keys import Miss, Verifier
 from tenantgate.limits import Quota
 from tenantgate.naming import TenantNames
 
-__all__ = ["KeyCache", "KeyEntry", "KeyLookup"]
+__all__ = ["LOOKUP_QUEUE_SECONDS", "MAX_LOOKUPS_IN_FLIGHT", "KeyCache", "KeyEntry", "KeyLookup"]
+
+MAX_LOOKUPS_IN_FLIGHT = 16
+"""Key lookups (PostgreSQL reads) one instance runs at once."""
+
+LOOKUP_QUEUE_SECONDS = 2.0
+"""How long a miss waits for a lookup slot before its answer is a 503."""
 
 KeyLookup = Callable[[bytes], Awaitable[KeyRecord | None]]
 """Find the key stored under a digest (:meth:`IdentitySource.find_key
@@ -52,7 +67,23 @@ class KeyCache:
         """The native table and one-call check; the middleware calls it directly."""
         self._plans = plans
         self._lookup = lookup
-        self._pending: dict[bytes, asyncio.Future[None]] = {}
+        self._pending: dict[bytes, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(MAX_LOOKUPS_IN_FLIGHT)
+        self._used: set[UUID] = set()
+
+    @property
+    def lookups_in_flight(self) -> int:
+        """Digests being looked up right now (a gauge for ``/metrics``)."""
+        return len(self._pending)
+
+    def take_used(self) -> list[UUID]:
+        """The ids of usable keys looked up since the last call (for ``last_used_at``)."""
+        used, self._used = list(self._used), set()
+        return used
+
+    def give_back_used(self, key_ids: list[UUID]) -> None:
+        """Key ids :meth:`take_used` gave that could not be recorded: keep them for later."""
+        self._used.update(key_ids)
 
     def forget_key(self, key_id: UUID) -> None:
         """Drop the key's record: its next request looks it up again."""
@@ -64,21 +95,33 @@ class KeyCache:
 
     async def resolve(self, miss: Miss) -> None:
         """Look the missed digest up and cache the answer; one lookup per digest at a time."""
-        pending = self._pending.get(miss.digest)
-        if pending is not None:
-            await asyncio.shield(pending)
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending[miss.digest] = future
+        digest = miss.digest
+        lookup = self._pending.get(digest)
+        if lookup is None:
+            lookup = asyncio.get_running_loop().create_task(self._look_up(digest))
+            self._pending[digest] = lookup
+            lookup.add_done_callback(self._finished(digest))
+        await asyncio.shield(lookup)
+
+    def _finished(self, digest: bytes) -> Callable[[asyncio.Task[None]], None]:
+        def finished(lookup: asyncio.Task[None]) -> None:
+            if self._pending.get(digest) is lookup:
+                del self._pending[digest]
+            if not lookup.cancelled():
+                lookup.exception()  # retrieved: a failure nobody waits for is not logged
+
+        return finished
+
+    async def _look_up(self, digest: bytes) -> None:
         try:
-            self._cache(miss.digest, await self._lookup(miss.digest))
-            future.set_result(None)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here, so an unawaited failure is not logged twice
-            raise
+            async with asyncio.timeout(LOOKUP_QUEUE_SECONDS):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise ServiceUnavailableError("postgresql") from None
+        try:
+            self._cache(digest, await self._lookup(digest))
         finally:
-            del self._pending[miss.digest]
+            self._slots.release()
 
     def _cache(self, digest: bytes, record: KeyRecord | None) -> None:
         if record is None:
@@ -93,6 +136,8 @@ class KeyCache:
             names=TenantNames.of(record.tenant_id),
             redis_database=record.redis_database,
         )
+        if record.usable:
+            self._used.add(record.key_id)
         quota = self._plans.quota(PlanRecord(record.plan, record.rate_per_second, record.burst))
         tenant_id = str(record.tenant_id)
         self.verifier.insert(

@@ -56,6 +56,10 @@ class IdentitySource(Protocol):
         """The key stored under the keyed hash ``digest``, or None when there is none."""
         ...
 
+    async def mark_used(self, key_ids: Sequence[UUID]) -> None:
+        """Record that these keys were used (``last_used_at``); called in batches."""
+        ...
+
     async def load_plans(self) -> Sequence[PlanRecord]:
         """Every plan."""
         ...

@@ -8,6 +8,9 @@
 - middleware, outermost first: request id, metrics (tenant identification and rate limiting
   come after these, right in front of the routes);
 - the ``X-Request-ID`` header on every response (a ``before_send`` hook);
+- routing errors (404, 405) under the tenant and admin API prefixes answered with the one 403
+  to callers without valid credentials (:mod:`tenantgate.http.routing_refusal`, which wraps
+  the app's ASGI handler while the app runs);
 - problem+json exception handlers for every error, each one installed only where the
   application has none of its own for that exception type;
 - the application's request body limit, from :attr:`LimitsSettings.max_body_bytes
@@ -38,6 +41,7 @@ from tenantgate.http.admin_auth import AdminAuthMiddleware
 from tenantgate.http.metrics import METRICS_STATE_KEY, MetricsMiddleware, ServiceMetrics
 from tenantgate.http.problems import DEFAULT_EXCEPTION_HANDLERS
 from tenantgate.http.request_id import RequestIdMiddleware, attach_request_id
+from tenantgate.http.routing_refusal import RoutingRefusal
 from tenantgate.identity import IdentityCache, TenantIdentificationMiddleware, TenantIdentity
 from tenantgate.keys import KeyHasher, Verifier
 from tenantgate.limits import Limiter
@@ -49,6 +53,8 @@ from tenantgate.tenancy.provisioning import Provisioner
 from tenantgate.tenancy.steps import service_steps
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from litestar import Litestar, Request
     from litestar.config.app import AppConfig
     from litestar.middleware import ASGIMiddleware
@@ -131,12 +137,30 @@ async def _repair_left_overs(provisioner: Provisioner) -> None:
 class TenantGatePlugin(InitPluginProtocol):
     """Wire tenantgate's lifespan, dependencies, middleware and error handling into an app."""
 
-    __slots__ = ("identity", "issuer", "limiter", "metrics", "settings")
+    __slots__ = (
+        "admin_path_prefixes",
+        "identity",
+        "issuer",
+        "limiter",
+        "metrics",
+        "settings",
+        "tenant_path_prefixes",
+    )
 
     def __init__(
-        self, settings: Settings, *, key_cache_ttl_seconds: float = KEY_CACHE_TTL_SECONDS
+        self,
+        settings: Settings,
+        *,
+        key_cache_ttl_seconds: float = KEY_CACHE_TTL_SECONDS,
+        tenant_path_prefixes: Sequence[str] = ("/v1/",),
+        admin_path_prefixes: Sequence[str] = ("/admin/",),
     ) -> None:
         self.settings = settings
+        self.tenant_path_prefixes = tuple(tenant_path_prefixes)
+        """Where the tenant API is mounted: a routing error (404, 405) under these answers
+        the 403 to a caller without a valid key."""
+        self.admin_path_prefixes = tuple(admin_path_prefixes)
+        """Where the admin API is mounted: the same, for a caller without the admin token."""
         """The configuration the application serves with."""
         self.metrics = ServiceMetrics()
         """This application's metrics registry and collectors."""
@@ -153,7 +177,9 @@ class TenantGatePlugin(InitPluginProtocol):
         """Put this on a router (``middleware=``) to make its routes tenant routes: each
         request is identified by its API key, and handlers may ask for ``tenant``,
         ``db`` and ``cache``."""
-        return [TenantIdentificationMiddleware(self.identity.keys, self.limiter)]
+        return [
+            TenantIdentificationMiddleware(self.identity.keys, self.limiter, self.identity.domains)
+        ]
 
     @property
     def admin_middleware(self) -> list[ASGIMiddleware]:
@@ -195,6 +221,15 @@ class TenantGatePlugin(InitPluginProtocol):
         # AppConfig plugins see (litestar#4296), so the limit is set on the app itself;
         # handlers resolve it lazily, at their first request, after start-up.
         app.request_max_body_size = self.settings.limits.max_body_bytes
+        routed = app.asgi_handler
+        app.asgi_handler = RoutingRefusal(
+            routed,
+            keys=self.identity.keys,
+            domains=self.identity.domains,
+            admin=AdminAuthMiddleware(self.settings.security.admin_token),
+            tenant_prefixes=self.tenant_path_prefixes,
+            admin_prefixes=self.admin_path_prefixes,
+        )
         async with open_resources(self.settings) as resources:
             app.state[RESOURCES_STATE_KEY] = resources
             provisioner = Provisioner(
@@ -213,3 +248,4 @@ class TenantGatePlugin(InitPluginProtocol):
                     await repair
                 del app.state[ADMIN_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]
+                app.asgi_handler = routed

@@ -136,7 +136,7 @@ def _app(source: FakeSource) -> Litestar:
         route_handlers=[_ok, _gone],
         middleware=[
             RequestIdMiddleware(),
-            TenantIdentificationMiddleware(identity.keys, Limiter()),
+            TenantIdentificationMiddleware(identity.keys, Limiter(), identity.domains),
         ],
         exception_handlers=DEFAULT_EXCEPTION_HANDLERS,
         before_send=[attach_request_id],

@@ -1,6 +1,7 @@
 """The admin API's authentication: one shared operator token, compared in constant time.
 
-A wrong or missing token gets the very same 403 as a failed tenant authentication.
+A wrong or missing token, or two ``Authorization`` headers, get the very same 403 as a failed
+tenant authentication.
 """
 
 from __future__ import annotations
@@ -38,14 +39,20 @@ class AdminAuthMiddleware(ASGIMiddleware):
         # (it holds the instance's caches, or a secret that need not be duplicated).
         return self
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        presented = b""
+    def authorized(self, scope: Scope) -> bool:
+        """Whether the request carries the admin token, in exactly one ``Authorization``."""
+        presented: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
+                if presented is not None:
+                    return False  # two credentials: ambiguous, whichever one is right
+                presented = b""
                 if value[: len(_BEARER)].lower() == _BEARER:
                     presented = value[len(_BEARER) :].strip()
-                break
-        if not hmac.compare_digest(_digest(presented), self._expected):
+        return hmac.compare_digest(_digest(presented or b""), self._expected)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if not self.authorized(scope):
             await send_forbidden(send)
             return
         await next_app(scope, receive, send)

@@ -31,6 +31,11 @@ class Domains:
         """What the verifier holds (it cannot list its bindings): written by `reload` only."""
         self._lock = asyncio.Lock()
 
+    @property
+    def any_bound(self) -> bool:
+        """Whether any custom domain is bound (then a request must name its host)."""
+        return bool(self._applied)
+
     def tenant_of(self, domain: str) -> UUID | None:
         """The tenant ``domain`` is bound to here, if any."""
         return self._applied.get(domain)

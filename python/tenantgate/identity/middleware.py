@@ -4,8 +4,9 @@ It runs before any route code and before the body is read. One native call
 (`Verifier.verify_and_acquire`) parses the `Authorization` header, checks the key's checksum,
 hashes it, finds it in the key cache, checks status, expiry and custom-domain binding, and
 takes a token from the tenant's bucket. On a `Miss` the key cache looks the key up and the
-call is made again. Every refusal, whatever its reason, is the one 403; an empty bucket is the
-429; every other response carries the rate-limit headers.
+call is made again. Every refusal, whatever its reason, is the one 403 — also for a request
+with two ``Authorization`` or two ``Host`` headers, or none of the latter where custom domains
+are bound; an empty bucket is the 429; every other response carries the rate-limit headers.
 
 The caller's `TenantIdentity` is then on `scope["state"]["tenant"]` and in the
 `current_tenant` context variable (asyncio's AsyncLocalStorage), reset when the request ends.
@@ -31,6 +32,7 @@ from tenantgate.limits import Decision
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
 
+    from tenantgate.identity.domains import Domains
     from tenantgate.identity.key_cache import KeyCache, KeyEntry
     from tenantgate.limits import Limiter
 
@@ -47,10 +49,11 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self, keys: KeyCache, limiter: Limiter) -> None:
+    def __init__(self, keys: KeyCache, limiter: Limiter, domains: Domains) -> None:
         self._keys = keys
         self._verifier = keys.verifier
         self._limiter = limiter
+        self._domains = domains
 
     def __deepcopy__(self, memo: dict[int, object]) -> Self:
         # Litestar deep-copies routers on registration; this middleware must stay shared
@@ -59,11 +62,20 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         authorization = host = None
+        ambiguous = False
         for name, value in scope["headers"]:
             if name == b"authorization":
+                ambiguous |= authorization is not None
                 authorization = value
             elif name == b"host":
+                ambiguous |= host is not None
                 host = value
+        # Two credentials or two hosts: a proxy may act on one and we on the other, so the
+        # request means nothing certain. No host (granian gives HTTP/1.0 without one an empty
+        # `host`) where custom domains exist: the domain's binding could not be checked.
+        if ambiguous or (not host and self._domains.any_bound):
+            await send_forbidden(send)
+            return
         verifier, limiter = self._verifier, self._limiter
         # One native call identifies the key and takes a token from its tenant's bucket.
         decision = verifier.verify_and_acquire(authorization, host, limiter)

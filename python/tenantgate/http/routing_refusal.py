@@ -1,0 +1,110 @@
+"""Routing errors on the tenant and admin APIs are the one 403 for a caller who would be
+refused anyway.
+
+Litestar answers an unknown path, a path parameter that does not convert (``/v1/items/x``)
+and a method a path does not have with 404 or 405 *before* any route, and so before any
+authentication, runs. Those answers would tell an unauthenticated caller which paths and
+methods exist. :class:`RoutingRefusal` wraps the application's ASGI handler (outside
+Litestar's exception handling, where such answers are made): a 404 or 405 under the tenant or
+admin API prefixes, for a request no route identified, is replaced by the one 403 unless the
+request carries credentials the API would accept — then the caller learns the truth, as any
+authenticated caller does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from litestar.enums import ScopeType
+
+from tenantgate.identity import send_forbidden
+from tenantgate.keys import Miss
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+    from tenantgate.http.admin_auth import AdminAuthMiddleware
+    from tenantgate.identity.domains import Domains
+    from tenantgate.identity.key_cache import KeyCache
+
+__all__ = ["RoutingRefusal"]
+
+_ROUTING_ERRORS = frozenset({404, 405})
+
+
+def _under(path: str, prefixes: Sequence[str]) -> bool:
+    return any(path == prefix.rstrip("/") or path.startswith(prefix) for prefix in prefixes)
+
+
+class RoutingRefusal:
+    """An ASGI wrapper: routing errors under the API prefixes are 403 to outsiders."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyCache,
+        domains: Domains,
+        admin: AdminAuthMiddleware,
+        tenant_prefixes: Sequence[str],
+        admin_prefixes: Sequence[str],
+    ) -> None:
+        self.app = app
+        self._keys = keys
+        self._domains = domains
+        self._admin = admin
+        self._tenant_prefixes = tuple(tenant_prefixes)
+        self._admin_prefixes = tuple(admin_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        admin = _under(path, self._admin_prefixes)
+        if not admin and not _under(path, self._tenant_prefixes):
+            await self.app(scope, receive, send)
+            return
+        refused = False
+
+        async def guarded(message: Message) -> None:
+            nonlocal refused
+            if refused:
+                return  # the routing error's body, replaced by the 403's
+            if (
+                message["type"] == "http.response.start"
+                and message["status"] in _ROUTING_ERRORS
+                and scope.get("state", {}).get("tenant") is None
+                and not await self._accepted(scope, admin=admin)
+            ):
+                refused = True
+                await send_forbidden(send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, guarded)
+
+    async def _accepted(self, scope: Scope, *, admin: bool) -> bool:
+        """Whether the API under this path would accept the request's credentials."""
+        if admin:
+            return self._admin.authorized(scope)
+        authorization = host = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is not None:
+                    return False
+                authorization = value
+            elif name == b"host":
+                if host is not None:
+                    return False
+                host = value
+        if not host and self._domains.any_bound:
+            return False
+        verifier = self._keys.verifier
+        verdict = verifier.verify(authorization, host)
+        if type(verdict) is Miss:
+            await self._keys.resolve(verdict)
+            verdict = verifier.verify(authorization, host)
+        return verdict is not None and type(verdict) is not Miss

@@ -43,6 +43,7 @@ from tenantgate.http.problems import DEFAULT_EXCEPTION_HANDLERS
 from tenantgate.http.request_id import RequestIdMiddleware, attach_request_id
 from tenantgate.http.routing_refusal import RoutingRefusal
 from tenantgate.identity import IdentityCache, TenantIdentificationMiddleware, TenantIdentity
+from tenantgate.identity.brake import GuessingBrake
 from tenantgate.keys import KeyHasher, Verifier
 from tenantgate.limits import Limiter
 from tenantgate.resources import Resources, open_resources
@@ -139,6 +140,7 @@ class TenantGatePlugin(InitPluginProtocol):
 
     __slots__ = (
         "admin_path_prefixes",
+        "brake",
         "identity",
         "issuer",
         "limiter",
@@ -169,6 +171,8 @@ class TenantGatePlugin(InitPluginProtocol):
         """What this instance knows of keys, plans and custom domains."""
         self.limiter = Limiter()
         """The tenants' token buckets."""
+        self.brake = GuessingBrake()
+        """Failed identifications per source address (the brake on key guessing)."""
         self.issuer = KeyIssuer(KeyHasher(pepper))
         """Makes new API keys."""
 
@@ -178,7 +182,13 @@ class TenantGatePlugin(InitPluginProtocol):
         request is identified by its API key, and handlers may ask for ``tenant``,
         ``db`` and ``cache``."""
         return [
-            TenantIdentificationMiddleware(self.identity.keys, self.limiter, self.identity.domains)
+            TenantIdentificationMiddleware(
+                self.identity.keys,
+                self.limiter,
+                self.identity.domains,
+                self.brake,
+                self.settings.security.trusted_proxies,
+            )
         ]
 
     @property
@@ -226,6 +236,8 @@ class TenantGatePlugin(InitPluginProtocol):
             routed,
             keys=self.identity.keys,
             domains=self.identity.domains,
+            brake=self.brake,
+            trusted_proxies=self.settings.security.trusted_proxies,
             admin=AdminAuthMiddleware(self.settings.security.admin_token),
             tenant_prefixes=self.tenant_path_prefixes,
             admin_prefixes=self.admin_path_prefixes,

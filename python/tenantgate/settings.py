@@ -31,7 +31,8 @@ connection, and one statement may run, before the answer is a 503;
 ``TENANTGATE_REDIS_TIMEOUT`` (default 0.5): seconds one Redis call (connecting, waiting for a
 pooled connection, or a command's answer) may take before the cache is treated as down; and
 ``TENANTGATE_REDIS_POOL_SIZE`` (default 32): the most Redis connections one process opens;
-``TENANTGATE_REDIS_CLUSTER`` (default false): the Redis URL names a node of a Redis Cluster.
+``TENANTGATE_REDIS_CLUSTER`` (default false): the Redis URL names a node of a Redis Cluster;
+``TENANTGATE_TRUSTED_PROXIES`` (default none): CIDRs whose ``X-Forwarded-For`` is believed.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal, get_args
 from urllib.parse import SplitResult, urlsplit, urlunsplit
@@ -181,6 +183,19 @@ class SecuritySettings:
     only, so a value can never be read two ways), at least 16 bytes (32 hex digits); make
     one with ``openssl rand -hex 32``. Changing it invalidates every stored key."""
 
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    """``TENANTGATE_TRUSTED_PROXIES``: comma-separated addresses or CIDRs of the reverse
+    proxies in front of the service. A request from one of them is attributed to the address
+    its ``X-Forwarded-For`` names (the nearest one not itself a trusted proxy); from anywhere
+    else, to its socket peer, whatever it claims. Used by the brake on key guessing."""
+
+    def __post_init__(self) -> None:
+        # Checked here too, not only when read from the environment: a Settings built in code
+        # with an empty or short token would otherwise open the admin API.
+        _check_admin_token(self.admin_token, "TENANTGATE_ADMIN_TOKEN")
+        if len(self.key_pepper) < _MIN_PEPPER_BYTES:
+            raise SettingsError(f"TENANTGATE_KEY_PEPPER must be at least {_MIN_PEPPER_BYTES} bytes")
+
 
 @dataclass(frozen=True, slots=True)
 class HsmSettings:
@@ -254,6 +269,7 @@ class Settings:
             security=SecuritySettings(
                 admin_token=_admin_token(env),
                 key_pepper=_key_pepper(env),
+                trusted_proxies=_trusted_proxies(env),
             ),
             limits=LimitsSettings(
                 max_body_bytes=env.positive_int("MAX_BODY_BYTES", default=_MIB),
@@ -401,11 +417,30 @@ def _redis_settings(env: _Environment) -> RedisSettings:
 
 def _admin_token(env: _Environment) -> str:
     token = env.required("ADMIN_TOKEN")
-    if not _ADMIN_TOKEN_PATTERN.fullmatch(token):
-        raise env.malformed("ADMIN_TOKEN", "must be printable ASCII without spaces")
-    if len(token) < _MIN_ADMIN_TOKEN_CHARS:
-        raise env.malformed("ADMIN_TOKEN", f"must be at least {_MIN_ADMIN_TOKEN_CHARS} characters")
+    _check_admin_token(token, f"{_ENV_PREFIX}ADMIN_TOKEN")
     return token
+
+
+def _check_admin_token(token: str, name: str) -> None:
+    if not _ADMIN_TOKEN_PATTERN.fullmatch(token):
+        raise SettingsError(f"{name} must be printable ASCII without spaces")
+    if len(token) < _MIN_ADMIN_TOKEN_CHARS:
+        raise SettingsError(f"{name} must be at least {_MIN_ADMIN_TOKEN_CHARS} characters")
+
+
+def _trusted_proxies(env: _Environment) -> tuple[IPv4Network | IPv6Network, ...]:
+    value = env.optional("TRUSTED_PROXIES")
+    if value is None or not value.strip():
+        return ()
+    networks = []
+    for item in value.split(","):
+        try:
+            networks.append(ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise env.malformed(
+                "TRUSTED_PROXIES", f"must be addresses or CIDRs, comma-separated; got {item!r}"
+            ) from None
+    return tuple(networks)
 
 
 def _key_pepper(env: _Environment) -> bytes:

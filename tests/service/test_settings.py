@@ -159,3 +159,33 @@ def test_settings_are_frozen() -> None:
     settings = settings_with()
     with pytest.raises(AttributeError):
         settings.limits = settings.limits  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("token", ["", "short", "with space in the middle", "é" * 20])
+def test_security_settings_built_in_code_refuse_a_weak_admin_token(token: str) -> None:
+    from tenantgate.settings import SecuritySettings
+
+    with pytest.raises(SettingsError, match="TENANTGATE_ADMIN_TOKEN"):
+        SecuritySettings(admin_token=token, key_pepper=b"p" * 32)
+
+
+def test_trusted_proxies_are_cidrs() -> None:
+    from ipaddress import ip_network
+
+    environ = {**MINIMAL, "TENANTGATE_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7"}
+    assert Settings.from_env(environ).security.trusted_proxies == (
+        ip_network("10.0.0.0/8"),
+        ip_network("192.168.1.7/32"),
+    )
+    with pytest.raises(SettingsError, match="TENANTGATE_TRUSTED_PROXIES"):
+        Settings.from_env({**MINIMAL, "TENANTGATE_TRUSTED_PROXIES": "10.0.0.0/8, nope"})
+
+
+def test_redis_timeouts_pool_and_cluster_are_read_and_checked() -> None:
+    settings = settings_with(REDIS_TIMEOUT="0.25", REDIS_POOL_SIZE="8", REDIS_CLUSTER="true")
+    assert (settings.redis.timeout_seconds, settings.redis.pool_max_size) == (0.25, 8)
+    assert settings.redis.cluster is True
+    assert settings.redis.isolation == "namespace"
+    for name, value in (("REDIS_TIMEOUT", "0"), ("REDIS_POOL_SIZE", "x"), ("REDIS_CLUSTER", "2")):
+        with pytest.raises(SettingsError, match=f"TENANTGATE_{name}"):
+            settings_with(**{name: value})

@@ -18,14 +18,17 @@ from typing import TYPE_CHECKING
 from litestar.enums import ScopeType
 
 from tenantgate.identity import send_forbidden
+from tenantgate.identity.brake import source_address
 from tenantgate.keys import Miss
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from ipaddress import IPv4Network, IPv6Network
 
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from tenantgate.http.admin_auth import AdminAuthMiddleware
+    from tenantgate.identity.brake import GuessingBrake
     from tenantgate.identity.domains import Domains
     from tenantgate.identity.key_cache import KeyCache
 
@@ -47,6 +50,8 @@ class RoutingRefusal:
         *,
         keys: KeyCache,
         domains: Domains,
+        brake: GuessingBrake,
+        trusted_proxies: Sequence[IPv4Network | IPv6Network],
         admin: AdminAuthMiddleware,
         tenant_prefixes: Sequence[str],
         admin_prefixes: Sequence[str],
@@ -54,6 +59,8 @@ class RoutingRefusal:
         self.app = app
         self._keys = keys
         self._domains = domains
+        self._brake = brake
+        self._trusted_proxies = tuple(trusted_proxies)
         self._admin = admin
         self._tenant_prefixes = tuple(tenant_prefixes)
         self._admin_prefixes = tuple(admin_prefixes)
@@ -105,6 +112,11 @@ class RoutingRefusal:
         verifier = self._keys.verifier
         verdict = verifier.verify(authorization, host)
         if type(verdict) is Miss:
+            address = source_address(scope, self._trusted_proxies)
+            if self._brake.holds(address):
+                return False
             await self._keys.resolve(verdict)
             verdict = verifier.verify(authorization, host)
+            if verdict is None:
+                self._brake.failed(address)
         return verdict is not None and type(verdict) is not Miss

@@ -70,6 +70,8 @@ class KeyCache:
         self._pending: dict[bytes, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(MAX_LOOKUPS_IN_FLIGHT)
         self._used: set[UUID] = set()
+        self.lookups = 0
+        """Lookups started so far (a counter for ``/metrics``)."""
 
     @property
     def lookups_in_flight(self) -> int:
@@ -119,6 +121,7 @@ class KeyCache:
         except TimeoutError:
             raise ServiceUnavailableError("postgresql") from None
         try:
+            self.lookups += 1
             self._cache(digest, await self._lookup(digest))
         finally:
             self._slots.release()

@@ -2,14 +2,16 @@
 
 It runs before any route code and before the body is read. One native call
 (`Verifier.verify_and_acquire`) parses the `Authorization` header, checks the key's checksum,
-hashes it, finds it in the key cache, checks status, expiry and custom-domain binding, and
-takes a token from the tenant's bucket. On a `Miss` the key cache looks the key up and the
-call is made again. Every refusal, whatever its reason, is the one 403 — also for a request
-with two ``Authorization`` or two ``Host`` headers, or none of the latter where custom domains
-are bound; an empty bucket is the 429; every other response carries the rate-limit headers.
+hashes it, finds it in the key cache, checks status, expiry and custom-domain binding, and takes
+a token from the tenant's bucket. On a `Miss` the key cache looks the key up and the call is
+made again — unless the request's source address is braked for failed identifications
+(:mod:`tenantgate.identity.brake`). Every refusal, whatever its reason, is the one 403 — also
+for a request with two ``Authorization`` or two ``Host`` headers, or none of the latter where
+custom domains are bound; an empty bucket is the 429; every other response carries the rate-
+limit headers.
 
-The caller's `TenantIdentity` is then on `scope["state"]["tenant"]` and in the
-`current_tenant` context variable (asyncio's AsyncLocalStorage), reset when the request ends.
+The caller's `TenantIdentity` is then on `scope["state"]["tenant"]` and in the `current_tenant`
+context variable (asyncio's AsyncLocalStorage), reset when the request ends.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Self
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 
+from tenantgate.identity.brake import GuessingBrake, source_address
 from tenantgate.identity.context import current_tenant
 from tenantgate.identity.responses import (
     rate_limit_headers,
@@ -30,6 +33,9 @@ from tenantgate.keys import Miss
 from tenantgate.limits import Decision
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from ipaddress import IPv4Network, IPv6Network
+
     from litestar.types import ASGIApp, Receive, Scope, Send
 
     from tenantgate.identity.domains import Domains
@@ -49,11 +55,20 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self, keys: KeyCache, limiter: Limiter, domains: Domains) -> None:
+    def __init__(
+        self,
+        keys: KeyCache,
+        limiter: Limiter,
+        domains: Domains,
+        brake: GuessingBrake | None = None,
+        trusted_proxies: Sequence[IPv4Network | IPv6Network] = (),
+    ) -> None:
         self._keys = keys
         self._verifier = keys.verifier
         self._limiter = limiter
         self._domains = domains
+        self._brake = brake if brake is not None else GuessingBrake()
+        self._trusted_proxies = tuple(trusted_proxies)
 
     def __deepcopy__(self, memo: dict[int, object]) -> Self:
         # Litestar deep-copies routers on registration; this middleware must stay shared
@@ -80,8 +95,16 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
         # One native call identifies the key and takes a token from its tenant's bucket.
         decision = verifier.verify_and_acquire(authorization, host, limiter)
         if type(decision) is Miss:
+            # Only a key this instance does not know costs a lookup, and only such keys meet
+            # the brake: known-good keys from a braked address keep working.
+            address = source_address(scope, self._trusted_proxies)
+            if self._brake.holds(address):
+                await send_forbidden(send)
+                return
             await self._keys.resolve(decision)
             decision = verifier.verify_and_acquire(authorization, host, limiter)
+            if decision is None:
+                self._brake.failed(address)
         if type(decision) is not Decision:
             await send_forbidden(send)
             return

@@ -38,7 +38,12 @@ from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.types import Connection
 from tenantgate.errors import ServiceUnavailableError
 from tenantgate.http.admin_auth import AdminAuthMiddleware
-from tenantgate.http.metrics import METRICS_STATE_KEY, MetricsMiddleware, ServiceMetrics
+from tenantgate.http.metrics import (
+    METRICS_STATE_KEY,
+    FrontDoorCollector,
+    MetricsMiddleware,
+    ServiceMetrics,
+)
 from tenantgate.http.problems import DEFAULT_EXCEPTION_HANDLERS
 from tenantgate.http.request_id import RequestIdMiddleware, attach_request_id
 from tenantgate.http.routing_refusal import RoutingRefusal
@@ -173,6 +178,7 @@ class TenantGatePlugin(InitPluginProtocol):
         """The tenants' token buckets."""
         self.brake = GuessingBrake()
         """Failed identifications per source address (the brake on key guessing)."""
+        self.metrics.registry.register(FrontDoorCollector(self.identity.keys, self.brake))
         self.issuer = KeyIssuer(KeyHasher(pepper))
         """Makes new API keys."""
 

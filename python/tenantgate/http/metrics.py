@@ -16,14 +16,22 @@ from litestar import Response, get
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from litestar.datastructures import State
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
+    from tenantgate.identity.brake import GuessingBrake
+    from tenantgate.identity.key_cache import KeyCache
+
 __all__ = [
     "METRICS_STATE_KEY",
+    "FrontDoorCollector",
     "MetricsMiddleware",
     "ServiceMetrics",
     "metrics_endpoint",
@@ -122,3 +130,38 @@ def metrics_endpoint(state: State) -> Response[bytes]:
     """The service's metrics in the Prometheus text format."""
     metrics: ServiceMetrics = state[METRICS_STATE_KEY]
     return Response(metrics.exposition(), media_type=_CONTENT_TYPE)
+
+
+class FrontDoorCollector(Collector):
+    """Identification and rate limiting, read at scrape time from the objects that count
+    them (nothing is done per request beyond an integer increment)."""
+
+    def __init__(self, keys: KeyCache, brake: GuessingBrake) -> None:
+        self._keys = keys
+        self._brake = brake
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "tenantgate_rate_limit_decisions",
+            "Requests of identified tenants, by plan and by the limiter's decision.",
+            labels=("plan", "decision"),
+        )
+        for plan, (limited, allowed) in sorted(self._keys.counts.snapshot().items()):
+            decisions.add_metric((plan, "allowed"), allowed)
+            decisions.add_metric((plan, "limited"), limited)
+        yield decisions
+        yield CounterMetricFamily(
+            "tenantgate_guessing_braked",
+            "Requests refused without a lookup: their address failed too many identifications.",
+            value=self._brake.braked,
+        )
+        yield CounterMetricFamily(
+            "tenantgate_key_lookups",
+            "Key lookups in PostgreSQL (cache misses).",
+            value=self._keys.lookups,
+        )
+        yield GaugeMetricFamily(
+            "tenantgate_key_lookups_in_flight",
+            "Key lookups running now.",
+            value=self._keys.lookups_in_flight,
+        )

@@ -27,6 +27,7 @@ from uuid import UUID
 
 from tenantgate.errors import ServiceUnavailableError
 from tenantgate.identity.context import TenantIdentity
+from tenantgate.identity.counts import DecisionCounts
 from tenantgate.identity.plans import Plans
 from tenantgate.identity.source import KeyRecord, PlanRecord
 from tenantgate.keys import Miss, Verifier
@@ -49,11 +50,15 @@ KeyLookup = Callable[[bytes], Awaitable[KeyRecord | None]]
 class KeyEntry:
     """The verifier's payload for one key: who is calling, and its plan's quota."""
 
-    __slots__ = ("identity", "policy_name", "quota")
+    __slots__ = ("counts", "identity", "policy_name", "quota")
 
-    def __init__(self, identity: TenantIdentity, quota: Quota) -> None:
+    def __init__(
+        self, identity: TenantIdentity, quota: Quota, counts: list[int] | None = None
+    ) -> None:
         self.identity = identity
         self.quota = quota
+        self.counts = counts if counts is not None else [0, 0]
+        """The plan's ``[limited, allowed]`` decisions (shared by the plan's records)."""
         """The plan's shared quota (the limiter charges the tenant's bucket against it)."""
         self.policy_name = identity.plan.encode()
         """The plan's name as the rate-limit headers quote it."""
@@ -62,8 +67,16 @@ class KeyEntry:
 class KeyCache:
     """The native key table, filled on demand from ``lookup``."""
 
-    def __init__(self, verifier: Verifier, plans: Plans, lookup: KeyLookup) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        plans: Plans,
+        lookup: KeyLookup,
+        counts: DecisionCounts | None = None,
+    ) -> None:
         self.verifier = verifier
+        self.counts = counts if counts is not None else DecisionCounts()
+        """Decisions per plan, counted by the middleware."""
         """The native table and one-call check; the middleware calls it directly."""
         self._plans = plans
         self._lookup = lookup
@@ -149,7 +162,7 @@ class KeyCache:
             key_id=str(record.key_id),
             expires_at=record.expires_at.timestamp() if record.expires_at is not None else None,
             usable=record.usable,
-            payload=KeyEntry(identity, quota),
+            payload=KeyEntry(identity, quota, self.counts.of(record.plan)),
             quota=quota,
             bucket=tenant_id,
         )

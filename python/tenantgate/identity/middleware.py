@@ -109,8 +109,10 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
             await send_forbidden(send)
             return
         entry: KeyEntry = decision.payload  # type: ignore[assignment]
+        allowed = decision.allowed
+        entry.counts[allowed] += 1
         headers = rate_limit_headers(decision, entry.policy_name, entry.quota.rate_per_second)
-        if not decision.allowed:
+        if not allowed:
             await send_too_many_requests(send, decision, headers)
             return
         identity = entry.identity

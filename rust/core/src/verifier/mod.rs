@@ -602,6 +602,37 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_refusals_evicts_refusals_not_records() {
+        // As the service runs it: records trusted 1 s, refusals cached 5 s (so a record's
+        // deadline comes before every refusal's).
+        let clock = Arc::new(ManualClock::new(1_700_000_000.0).unwrap());
+        let config = VerifierConfig {
+            capacity: 256,
+            ttl_seconds: 1.0,
+            negative_ttl_seconds: 5.0,
+        };
+        let v = Verifier::new(PEPPER, config, clock.clone()).unwrap();
+        let real: Vec<String> = (0..64).map(|_| generate_key(Env::Live).unwrap()).collect();
+        for (i, k) in real.iter().enumerate() {
+            v.insert(&v.hash(k.as_bytes()), record("t", &format!("real{i}"), 7))
+                .unwrap();
+        }
+        clock.advance(0.5).unwrap(); // the records are older than every refusal below
+        for _ in 0..5_000 {
+            let made_up = generate_key(Env::Live).unwrap();
+            v.insert_refusal(&v.hash(made_up.as_bytes()));
+            assert!(v.len() <= v.capacity());
+        }
+        for k in &real {
+            assert_eq!(
+                v.verify(&header(k), None),
+                Verdict::Hit(7),
+                "a real record was evicted"
+            );
+        }
+    }
+
+    #[test]
     fn config_validation() {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(0.0).unwrap());
         let ok = VerifierConfig::default();

@@ -10,9 +10,10 @@
 //!   key table and tenant lists make invalidation proportional to the shard count plus the
 //!   entries removed, not the table size.
 //! * Each shard holds at most its share of the capacity. When a new entry would exceed it,
-//!   the shard drops entries whose TTL has passed, then the oldest (by TTL deadline, so
-//!   refusals with their shorter TTL go first) down to 7/8 of its share, so the work is
-//!   amortised: *evict expired, then oldest*.
+//!   the shard drops entries whose TTL has passed, then cached refusals, then the oldest
+//!   records (by TTL deadline) down to 7/8 of its share, so the work is amortised: *evict
+//!   expired, then refusals, then oldest* — a flood of made-up keys evicts its own refusals,
+//!   never the records of real keys while refusals are left.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -266,15 +267,20 @@ impl<P> Shard<P> {
             graveyard.extend(self.remove_slot(s));
         }
         if self.len() > keep {
-            let mut by_age: Vec<(u64, u32)> = self
+            // Refusals first (whatever their deadline: a flood of made-up keys must not push
+            // out the records of real ones), then records, each oldest first.
+            let mut by_age: Vec<(bool, u64, u32)> = self
                 .slots
                 .iter()
                 .zip(0u32..)
-                .filter_map(|(e, s)| Some((e.as_ref()?.deadline_ns.get(), s)))
+                .filter_map(|(e, s)| {
+                    let e = e.as_ref()?;
+                    Some((e.payload.is_some(), e.deadline_ns.get(), s))
+                })
                 .collect();
             let drop = by_age.len() - keep;
             by_age.select_nth_unstable(drop - 1);
-            for &(_, s) in &by_age[..drop] {
+            for &(_, _, s) in &by_age[..drop] {
                 graveyard.extend(self.remove_slot(s));
             }
         }

@@ -59,6 +59,13 @@ _DRIVER_ERRORS: Final = (
     OSError,
 )
 
+_TENANT_OBJECT_MISSING: Final = (
+    asyncpg.UndefinedTableError,
+    asyncpg.InvalidSchemaNameError,
+    asyncpg.UndefinedObjectError,
+)
+"""What a tenant's query raises when its schema or role was dropped under it."""
+
 
 class Database:
     """The service's PostgreSQL pool and the transactions it runs; see the module docstring."""
@@ -92,6 +99,13 @@ class Database:
                         yield connection
                 else:
                     yield connection
+            except _TENANT_OBJECT_MISSING as exc:
+                await self._roll_back(connection)
+                if tenant is not None and not await self._schema_exists(connection, tenant):
+                    # Deleted (through any instance) while this request was running: the
+                    # same answer as a request that came a moment later.
+                    raise TenantGoneError(str(tenant.tenant_id)) from exc
+                raise
             except BaseException:
                 await self._roll_back(connection)
                 raise
@@ -99,6 +113,16 @@ class Database:
                 await connection.execute("COMMIT")
         finally:
             await self._release(connection)
+
+    @staticmethod
+    async def _schema_exists(connection: PooledConnection, tenant: TenantNames) -> bool:
+        """Whether the tenant's schema is still there (asked after a failure that would mean
+        it is not); an unanswerable question counts as yes, leaving the error as it was."""
+        try:
+            found = await connection.fetchval("SELECT to_regnamespace($1)", tenant.schema)
+        except Exception:
+            return True
+        return found is not None
 
     @asynccontextmanager
     async def lease(self, key: int, *, wait: bool) -> AsyncIterator[Connection | None]:

@@ -14,6 +14,7 @@ __all__ = [
     "ParsedKey",
     "Quota",
     "Verifier",
+    "audit_record_hash",
     "constant_time_eq",
     "generate_key",
     "key_checksum",
@@ -35,6 +36,12 @@ def key_checksum(body: str) -> str:
 
 def constant_time_eq(a: bytes, b: bytes) -> bool:
     """Compare in time that depends only on the lengths."""
+
+def audit_record_hash(previous: bytes, fields: list[str | None]) -> bytes:
+    """The hash of an audit record with ``fields`` (in the log's fixed order) that follows
+    the record hashed ``previous`` (32 bytes; 32 zero bytes for a chain's first record):
+    SHA-256 of ``previous`` and the record's canonical encoding. ``ValueError`` when
+    ``previous`` is not 32 bytes."""
 
 @final
 class ParsedKey:

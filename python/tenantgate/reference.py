@@ -43,6 +43,7 @@ __all__ = [
     "ParsedKey",
     "Quota",
     "Verifier",
+    "audit_record_hash",
     "constant_time_eq",
     "generate_key",
     "key_checksum",
@@ -166,6 +167,23 @@ def parse_key(key: str | bytes) -> ParsedKey:
     if _PAIRS[q] + _PAIRS[r1] + _PAIRS[r0] != checksum:
         raise KeyFormatError("key checksum does not match")
     return ParsedKey(env, key[_PREFIX_LENGTH:-CHECKSUM_LENGTH], checksum, key[:_DISPLAY_LENGTH])
+
+
+_AUDIT_DOMAIN = b"tenantgate/audit-record/v1\x00"
+
+
+def audit_record_hash(previous: bytes, fields: list[str | None]) -> bytes:
+    """SHA-256 of ``previous`` and the canonical encoding of ``fields``."""
+    if len(previous) != 32:
+        raise ValueError("the previous audit hash must be 32 bytes")
+    encoded = bytearray(_AUDIT_DOMAIN)
+    for field in fields:
+        if field is None:
+            encoded.append(0)
+        else:
+            data = field.encode()
+            encoded += b"\x01" + len(data).to_bytes(4, "big") + data
+    return hashlib.sha256(bytes(previous) + bytes(encoded)).digest()
 
 
 def constant_time_eq(a: bytes, b: bytes) -> bool:

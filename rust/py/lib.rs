@@ -10,6 +10,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod audit;
 mod clock;
 mod convert;
 mod errors;
@@ -26,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(keys::parse_key, m)?)?;
     m.add_function(wrap_pyfunction!(keys::key_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(keys::constant_time_eq, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::audit_record_hash, m)?)?;
     m.add_class::<keys::ParsedKey>()?;
     m.add_class::<keys::KeyHasher>()?;
     m.add_class::<clock::ManualClock>()?;

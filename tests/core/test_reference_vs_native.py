@@ -681,3 +681,17 @@ def test_verify_and_acquire_charges_the_bucket_inserted_with_the_record(impl):
     assert miss.digest == digests[4]
     assert verifier.verify_and_acquire("Bearer nope", None, limiter) is None
     assert len(limiter) == 2
+
+
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.lists(st.none() | st.text(), max_size=14),
+)
+def test_audit_record_hashes_agree(previous: bytes, fields: list[str | None]):
+    assert native.audit_record_hash(previous, fields) == ref.audit_record_hash(previous, fields)
+
+
+@IMPLS
+def test_an_audit_hash_needs_a_32_byte_previous_hash(impl: object):
+    with pytest.raises(ValueError, match="32 bytes"):
+        impl.audit_record_hash(b"short", [None])  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from tenantgate.http.openapi import ADMIN_SCHEME, TENANT_SCHEME, DocumentedOpenA
 from tenantgate.plugin import TenantGatePlugin
 from tenantgate.routes import SERVICE_ROUTES
 from tenantgate.routes.admin import AdminController
+from tenantgate.routes.audit import AdminAuditController, TenantAuditController
 from tenantgate.routes.cache import CacheController
 from tenantgate.routes.tenant import TenantController
 from tenantgate.settings import Settings
@@ -33,10 +34,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             *SERVICE_ROUTES,
-            Router("/", route_handlers=[AdminController], middleware=plugin.admin_middleware),
             Router(
                 "/",
-                route_handlers=[TenantController, CacheController],
+                route_handlers=[AdminController, AdminAuditController],
+                middleware=plugin.admin_middleware,
+            ),
+            Router(
+                "/",
+                route_handlers=[TenantController, CacheController, TenantAuditController],
                 middleware=plugin.tenant_middleware,
             ),
         ],

@@ -5,8 +5,8 @@
 - a lifespan that opens the backing services' clients (:mod:`tenantgate.resources`) at
   start-up, keeps them on ``app.state`` and closes them at shutdown;
 - the dependency ``resources`` (:class:`~tenantgate.resources.Resources`);
-- middleware, outermost first: request id, metrics (tenant identification and rate limiting
-  come after these, right in front of the routes);
+- middleware, outermost first: request id, metrics, audit (tenant identification and rate
+  limiting come after these, right in front of the routes);
 - the ``X-Request-ID`` header on every response (a ``before_send`` hook);
 - routing errors (404, 405) under the tenant and admin API prefixes answered with the one 403
   to callers without valid credentials (:mod:`tenantgate.http.routing_refusal`, which wraps
@@ -33,6 +33,8 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.plugins import InitPluginProtocol
 
+from tenantgate.audit import AuditWriter
+from tenantgate.audit.middleware import AuditMiddleware
 from tenantgate.cache import TenantCache
 from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.types import Connection
@@ -40,6 +42,7 @@ from tenantgate.errors import ServiceUnavailableError
 from tenantgate.http.admin_auth import AdminAuthMiddleware
 from tenantgate.http.metrics import (
     METRICS_STATE_KEY,
+    AuditCollector,
     FrontDoorCollector,
     MetricsMiddleware,
     ServiceMetrics,
@@ -145,6 +148,7 @@ class TenantGatePlugin(InitPluginProtocol):
 
     __slots__ = (
         "admin_path_prefixes",
+        "audit",
         "brake",
         "identity",
         "issuer",
@@ -179,6 +183,9 @@ class TenantGatePlugin(InitPluginProtocol):
         self.brake = GuessingBrake()
         """Failed identifications per source address (the brake on key guessing)."""
         self.metrics.registry.register(FrontDoorCollector(self.identity.keys, self.brake))
+        self.audit = AuditWriter()
+        """Audit records of requests that change nothing in PostgreSQL themselves."""
+        self.metrics.registry.register(AuditCollector(self.audit))
         self.issuer = KeyIssuer(KeyHasher(pepper))
         """Makes new API keys."""
 
@@ -225,7 +232,15 @@ class TenantGatePlugin(InitPluginProtocol):
                 "TenantCache": TenantCache,
             }
         )
-        app_config.middleware[:0] = [RequestIdMiddleware(), MetricsMiddleware(self.metrics)]
+        app_config.middleware[:0] = [
+            RequestIdMiddleware(),
+            MetricsMiddleware(self.metrics),
+            AuditMiddleware(
+                self.audit,
+                tenant_prefixes=self.tenant_path_prefixes,
+                admin_prefixes=self.admin_path_prefixes,
+            ),
+        ]
         app_config.before_send.append(attach_request_id)
         for exception_type, handler in DEFAULT_EXCEPTION_HANDLERS.items():
             app_config.exception_handlers.setdefault(exception_type, handler)
@@ -258,7 +273,10 @@ class TenantGatePlugin(InitPluginProtocol):
             )
             repair = asyncio.create_task(_repair_left_overs(provisioner))
             try:
-                async with self.identity.serving(PostgresIdentitySource(resources.database)):
+                async with (
+                    self.audit.running(resources.database),
+                    self.identity.serving(PostgresIdentitySource(resources.database)),
+                ):
                     yield
             finally:
                 repair.cancel()

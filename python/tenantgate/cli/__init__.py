@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from tenantgate import __version__
-from tenantgate.cli import dev, migrate, serve, tenants
+from tenantgate.cli import audit, dev, migrate, serve, tenants
 from tenantgate.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ COMMAND_GROUPS: Final[tuple[Callable[[Subcommands], None], ...]] = (
     serve.register,
     dev.register,
     migrate.register,
+    audit.register,
     tenants.register,
 )
 """The ``register`` function of each command group, in the order ``--help`` lists them."""

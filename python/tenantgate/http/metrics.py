@@ -26,11 +26,13 @@ if TYPE_CHECKING:
     from litestar.datastructures import State
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
+    from tenantgate.audit.writer import AuditWriter
     from tenantgate.identity.brake import GuessingBrake
     from tenantgate.identity.key_cache import KeyCache
 
 __all__ = [
     "METRICS_STATE_KEY",
+    "AuditCollector",
     "FrontDoorCollector",
     "MetricsMiddleware",
     "ServiceMetrics",
@@ -164,4 +166,29 @@ class FrontDoorCollector(Collector):
             "tenantgate_key_lookups_in_flight",
             "Key lookups running now.",
             value=self._keys.lookups_in_flight,
+        )
+
+
+class AuditCollector(Collector):
+    """The audit writer's counts, read at scrape time."""
+
+    def __init__(self, writer: AuditWriter) -> None:
+        self._writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "tenantgate_audit_written",
+            "Audit records written from the queue (records written in a request's own "
+            "transaction are not counted here).",
+            value=self._writer.written,
+        )
+        yield CounterMetricFamily(
+            "tenantgate_audit_dropped",
+            "Audit records dropped: the queue was full, or writing them failed.",
+            value=self._writer.dropped,
+        )
+        yield GaugeMetricFamily(
+            "tenantgate_audit_pending",
+            "Audit records waiting to be written.",
+            value=self._writer.pending,
         )

@@ -11,12 +11,14 @@ so it is not decoded again strictly. The statuses each route can answer are docu
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from litestar import delete, get, post, put
+from litestar import Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
+from tenantgate.audit import record_change
 from tenantgate.db.types import Connection
 from tenantgate.http.openapi import TENANT_SCHEME
 from tenantgate.identity import TenantIdentity
@@ -32,6 +34,7 @@ Db = NamedDependency[Connection]
 Caller = NamedDependency[TenantIdentity]
 Services = NamedDependency[Resources]
 Id = FromPath[UUID]
+AnyRequest = Request[Any, Any, Any]
 
 
 class TenantController(ApiController):
@@ -51,8 +54,13 @@ class TenantController(ApiController):
         )
 
     @post("/items", status_code=201)
-    async def create_item(self, data: JSONBody[ItemBody], db: Db) -> Item:
-        return await items.create_item(db, data.data)
+    async def create_item(
+        self, data: JSONBody[ItemBody], db: Db, tenant: Caller, request: AnyRequest
+    ) -> Item:
+        item = await items.create_item(db, data.data)
+        # In the same transaction as the item: both commit, or neither.
+        await record_change(db, tenant.names, request.scope, 201, {"item_id": str(item.id)})
+        return item
 
     @get("/items")
     async def list_items(
@@ -70,10 +78,17 @@ class TenantController(ApiController):
 
     @put("/items/{item_id:uuid}")
     async def replace_item(
-        self, item_id: Id, data: JSONBody[ItemBody], tenant: Caller, resources: Services
+        self,
+        item_id: Id,
+        data: JSONBody[ItemBody],
+        tenant: Caller,
+        resources: Services,
+        request: AnyRequest,
     ) -> Item:
-        return await cached_items.replace_item(resources, tenant, item_id, data.data)
+        return await cached_items.replace_item(resources, tenant, item_id, data.data, request.scope)
 
     @delete("/items/{item_id:uuid}", status_code=204)
-    async def delete_item(self, item_id: Id, tenant: Caller, resources: Services) -> None:
-        await cached_items.delete_item(resources, tenant, item_id)
+    async def delete_item(
+        self, item_id: Id, tenant: Caller, resources: Services, request: AnyRequest
+    ) -> None:
+        await cached_items.delete_item(resources, tenant, item_id, request.scope)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from tenantgate.audit import record_change
 from tenantgate.cache import RedisTenant
 from tenantgate.errors import NotFoundError
 from tenantgate.tenancy import items
@@ -21,6 +22,8 @@ from tenantgate.tenancy.schemas import Item
 
 if TYPE_CHECKING:
     from uuid import UUID
+
+    from litestar.types import Scope
 
     from tenantgate.identity import TenantIdentity
     from tenantgate.resources import Resources
@@ -45,13 +48,20 @@ async def get_item(resources: Resources, tenant: TenantIdentity, item_id: UUID) 
 
 
 async def replace_item(
-    resources: Resources, tenant: TenantIdentity, item_id: UUID, data: dict[str, Any]
+    resources: Resources,
+    tenant: TenantIdentity,
+    item_id: UUID,
+    data: dict[str, Any],
+    scope: Scope,
 ) -> Item:
-    """Replace the item's data; cached copies are stale before this returns."""
+    """Replace the item's data (and record it in the audit log, in the same transaction);
+    cached copies are stale before this returns."""
     may_have_changed = True
     try:
         async with resources.database.transaction(tenant.names) as connection:
-            return await items.replace_item(connection, item_id, data)
+            item = await items.replace_item(connection, item_id, data)
+            await record_change(connection, tenant.names, scope, 200, {"item_id": str(item_id)})
+            return item
     except NotFoundError:
         may_have_changed = False
         raise
@@ -60,12 +70,16 @@ async def replace_item(
             await resources.item_cache.invalidate(RedisTenant.of(tenant), item_id)
 
 
-async def delete_item(resources: Resources, tenant: TenantIdentity, item_id: UUID) -> None:
-    """Delete the item; cached copies are gone before this returns."""
+async def delete_item(
+    resources: Resources, tenant: TenantIdentity, item_id: UUID, scope: Scope
+) -> None:
+    """Delete the item (and record it in the audit log, in the same transaction); cached copies
+    are gone before this returns."""
     may_have_changed = True
     try:
         async with resources.database.transaction(tenant.names) as connection:
             await items.delete_item(connection, item_id)
+            await record_change(connection, tenant.names, scope, 204, {"item_id": str(item_id)})
     except NotFoundError:
         may_have_changed = False
         raise

@@ -238,6 +238,36 @@ class Item(msgspec.Struct, frozen=True):
     updated_at: datetime
 
 
+class AuditRecord(msgspec.Struct, frozen=True):
+    id: UUID
+    at: datetime
+    tenant_id: UUID | None
+    key_id: UUID | None
+    actor: str
+    source_ip: str | None
+    method: str
+    path: str
+    status: int
+    request_id: str | None
+    operation: dict[str, Any]
+    hash: str
+    """Hex of the record's SHA-256 over the previous record's hash and its own fields."""
+    prev_hash: str
+
+
+class AuditPage(msgspec.Struct, frozen=True):
+    records: list[AuditRecord]
+    next_cursor: str | None
+
+
+class AuditVerification(msgspec.Struct, frozen=True):
+    ok: bool
+    checked: int
+    first_bad: UUID | None
+    problem: str | None = None
+    """What is wrong with ``first_bad`` (absent when every chain holds)."""
+
+
 class CacheEntryBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     value: Annotated[
         Any, msgspec.Meta(description="any JSON value, `null` included; stored as sent")

@@ -4,11 +4,13 @@ database); TTLs are honoured; bad input is a 422 that stores nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 import pytest
 import redis
 
@@ -49,15 +51,6 @@ def _url(key: str) -> str:
     return "/v1/cache/" + quote(key, safe="").replace(".", "%2E")
 
 
-@pytest.fixture
-def admin(redis_admin_url: str) -> Any:
-    client = redis.Redis.from_url(redis_admin_url, socket_timeout=5)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("key", KEYS, ids=range(len(KEYS)))
 def test_two_tenants_writing_the_same_key_never_see_each_others_value(
@@ -82,42 +75,61 @@ def test_two_tenants_writing_the_same_key_never_see_each_others_value(
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_a_key_is_stored_inside_the_tenants_namespace_and_database(
-    placement: dict[str, str], service: Any, make_tenant: Any, admin: redis.Redis
+    placement: dict[str, str],
+    service: Any,
+    make_tenant: Any,
+    redis_admin_url: str,
+    service_environment: dict[str, str],
 ) -> None:
     tenant = make_tenant(**placement)
     key = "../../{other}:*"
     assert service.put(_url(key), json={"value": 1}, headers=tenant.headers).status_code == 204
 
     names = TenantNames.of(uuid.UUID(tenant.id))
-    holding = [
-        number
-        for number in range(64)
-        if admin.execute_command("SELECT", number) and admin.exists(names.cache_key(key))
-    ]
-    admin.execute_command("SELECT", 0)
-    assert len(holding) == 1
-    if placement["tier"] == "standard":
-        assert holding == [0]
-    else:
-        assert holding[0] >= 1
     assert names.cache_key(key) == f"t:{{{tenant.id}}}:c:{key}".encode()
+    number = _redis_database(service_environment, tenant.id)
+    assert (number is None) == (placement["tier"] == "standard")
+    assert _exists(redis_admin_url, number or 0, names.cache_key(key))
+    if number is not None:
+        assert not _exists(redis_admin_url, 0, names.cache_key(key))
 
 
 def test_enterprise_tenants_get_databases_of_their_own(
-    service: Any, make_tenant: Any, admin: redis.Redis
+    service: Any, make_tenant: Any, redis_admin_url: str, service_environment: dict[str, str]
 ) -> None:
     tenants = [make_tenant(tier="enterprise") for _ in range(3)]
     databases = []
     for tenant in tenants:
         assert service.put(_url("k"), json={"value": 1}, headers=tenant.headers).status_code == 204
-        key = TenantNames.of(uuid.UUID(tenant.id)).cache_key("k")
-        for number in range(1, 64):
-            admin.execute_command("SELECT", number)
-            if admin.exists(key):
-                databases.append(number)
-        admin.execute_command("SELECT", 0)
-    assert len(databases) == 3
+        number = _redis_database(service_environment, tenant.id)
+        assert number is not None
+        assert _exists(redis_admin_url, number, TenantNames.of(uuid.UUID(tenant.id)).cache_key("k"))
+        databases.append(number)
     assert len(set(databases)) == 3
+    assert 0 not in databases
+
+
+def _redis_database(service_environment: dict[str, str], tenant_id: str) -> int | None:
+    async def read() -> int | None:
+        connection = await asyncpg.connect(service_environment["TENANTGATE_DATABASE_URL"])
+        try:
+            number: int | None = await connection.fetchval(
+                "SELECT redis_database FROM tenants WHERE id = $1", uuid.UUID(tenant_id)
+            )
+            return number
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def _exists(redis_admin_url: str, database: int, key: bytes) -> bool:
+    client = redis.Redis.from_url(redis_admin_url, socket_timeout=5, single_connection_client=True)
+    try:
+        client.execute_command("SELECT", database)
+        return bool(client.exists(key))
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize(

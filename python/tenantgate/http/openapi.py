@@ -112,6 +112,17 @@ HEADERS: Final[dict[str, dict[str, Any]]] = {
         "description": 'The bucket now, IETF draft field: `"plan";r=remaining;t=reset`.',
         "schema": {"type": "string", "minLength": 1},
     },
+    "Deprecation": {
+        "description": (
+            "The key expires within 7 days: deprecated since this time (RFC 9745, `@` and"
+            " Unix seconds)."
+        ),
+        "schema": {"type": "string", "pattern": "^@-?[0-9]+$"},
+    },
+    "Sunset": {
+        "description": "When the key expires (RFC 8594, an HTTP date); only within 7 days of it.",
+        "schema": {"type": "string", "minLength": 1},
+    },
 }
 RATE_LIMIT_HEADERS: Final = (
     "RateLimit-Limit",
@@ -135,6 +146,7 @@ DESCRIPTIONS: Final[Mapping[int, str]] = {
     503: "A backing service (PostgreSQL, Redis or S3) is unavailable; retry after `Retry-After`.",
 }
 
+_KEY_EXPIRY_HEADERS: Final = ("Deprecation", "Sunset")
 _RETRY_AFTER: Final = frozenset({429, 503})
 # Tenant answers made behind the limiter always carry its headers; these may come before it.
 _RATE_LIMIT_HEADERS_OPTIONAL: Final = frozenset({404, 503})
@@ -181,6 +193,7 @@ def _headers(status: int, *, tenant: bool) -> dict[str, Any]:
     if tenant and status != HTTPStatus.FORBIDDEN:
         required = status not in _RATE_LIMIT_HEADERS_OPTIONAL
         headers.update({name: _header_ref(name, required=required) for name in RATE_LIMIT_HEADERS})
+        headers.update({name: _optional(name) for name in _KEY_EXPIRY_HEADERS})
     return headers
 
 

@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Final
 from uuid import UUID
 
 from tenantgate.errors import ServiceUnavailableError
@@ -34,7 +37,15 @@ from tenantgate.keys import Miss, Verifier
 from tenantgate.limits import Quota
 from tenantgate.naming import TenantNames
 
-__all__ = ["LOOKUP_QUEUE_SECONDS", "MAX_LOOKUPS_IN_FLIGHT", "KeyCache", "KeyEntry", "KeyLookup"]
+__all__ = [
+    "LOOKUP_QUEUE_SECONDS",
+    "MAX_LOOKUPS_IN_FLIGHT",
+    "SUNSET_NOTICE",
+    "KeyCache",
+    "KeyEntry",
+    "KeyLookup",
+    "sunset_headers",
+]
 
 MAX_LOOKUPS_IN_FLIGHT = 16
 """Key lookups (PostgreSQL reads) one instance runs at once."""
@@ -47,18 +58,46 @@ KeyLookup = Callable[[bytes], Awaitable[KeyRecord | None]]
 <tenantgate.identity.source.IdentitySource.find_key>`)."""
 
 
+SUNSET_NOTICE: Final = timedelta(days=7)
+"""How long before a key expires its responses say so (``Deprecation``, ``Sunset``)."""
+
+
+def sunset_headers(
+    expires_at: datetime | None, now: datetime | None = None
+) -> list[tuple[bytes, bytes]]:
+    """``Deprecation`` (RFC 9745: since when, ``@`` Unix seconds) and ``Sunset`` (RFC 8594: when,
+    an HTTP date) for a key that expires within :data:`SUNSET_NOTICE`; else no header. Worked
+    out when the key's record is cached (a record lives one second), not per request."""
+    if expires_at is None:
+        return []
+    now = now if now is not None else datetime.now(UTC)
+    if expires_at - now > SUNSET_NOTICE:
+        return []
+    deprecated_since = int((expires_at - SUNSET_NOTICE).timestamp())
+    return [
+        (b"deprecation", b"@%d" % deprecated_since),
+        (b"sunset", format_datetime(expires_at.astimezone(UTC), usegmt=True).encode()),
+    ]
+
+
 class KeyEntry:
     """The verifier's payload for one key: who is calling, and its plan's quota."""
 
-    __slots__ = ("counts", "identity", "policy_name", "quota")
+    __slots__ = ("counts", "identity", "policy_name", "quota", "sunset_headers")
 
     def __init__(
-        self, identity: TenantIdentity, quota: Quota, counts: list[int] | None = None
+        self,
+        identity: TenantIdentity,
+        quota: Quota,
+        counts: list[int] | None = None,
+        expires_at: datetime | None = None,
     ) -> None:
         self.identity = identity
         self.quota = quota
         self.counts = counts if counts is not None else [0, 0]
         """The plan's ``[limited, allowed]`` decisions (shared by the plan's records)."""
+        self.sunset_headers = sunset_headers(expires_at)
+        """``Deprecation`` and ``Sunset`` for a key that expires soon, else empty."""
         """The plan's shared quota (the limiter charges the tenant's bucket against it)."""
         self.policy_name = identity.plan.encode()
         """The plan's name as the rate-limit headers quote it."""
@@ -162,7 +201,7 @@ class KeyCache:
             key_id=str(record.key_id),
             expires_at=record.expires_at.timestamp() if record.expires_at is not None else None,
             usable=record.usable,
-            payload=KeyEntry(identity, quota, self.counts.of(record.plan)),
+            payload=KeyEntry(identity, quota, self.counts.of(record.plan), record.expires_at),
             quota=quota,
             bucket=tenant_id,
         )

@@ -112,6 +112,8 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
         allowed = decision.allowed
         entry.counts[allowed] += 1
         headers = rate_limit_headers(decision, entry.policy_name, entry.quota.rate_per_second)
+        if entry.sunset_headers:
+            headers += entry.sunset_headers
         if not allowed:
             await send_too_many_requests(send, decision, headers)
             return

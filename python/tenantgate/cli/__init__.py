@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from tenantgate import __version__
-from tenantgate.cli import audit, dev, migrate, serve, tenants
+from tenantgate.cli import audit, dev, keys, migrate, serve, tenants
 from tenantgate.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ COMMAND_GROUPS: Final[tuple[Callable[[Subcommands], None], ...]] = (
     dev.register,
     migrate.register,
     audit.register,
+    keys.register,
     tenants.register,
 )
 """The ``register`` function of each command group, in the order ``--help`` lists them."""

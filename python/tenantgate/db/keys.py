@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -13,6 +13,7 @@ from tenantgate.db.types import Connection
 __all__ = [
     "KEY_COLUMNS",
     "NewKeyRow",
+    "due_keys",
     "insert_key",
     "list_keys",
     "revoke_key",
@@ -62,6 +63,22 @@ async def list_keys(connection: Connection, tenant_id: UUID) -> list[asyncpg.Rec
     return rows
 
 
+async def due_keys(connection: Connection, within: timedelta) -> list[asyncpg.Record]:
+    """Active keys that expire within ``within`` (of active tenants), soonest first."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"""
+        SELECT {KEY_COLUMNS} FROM api_keys
+         WHERE status = 'active' AND replaced_by IS NULL
+           AND expires_at IS NOT NULL AND expires_at > now()
+           AND expires_at <= now() + $1::interval
+           AND tenant_id IN (SELECT id FROM tenants WHERE status = 'active')
+         ORDER BY expires_at, id
+        """,
+        within,
+    )
+    return rows
+
+
 async def revoke_key(connection: Connection, tenant_id: UUID, key_id: UUID) -> bool:
     result: str = await connection.execute(
         "UPDATE api_keys SET status = 'revoked' WHERE tenant_id = $1 AND id = $2",
@@ -94,4 +111,8 @@ async def rotate_key(
     )
     if updated is None:
         return None
-    return await insert_key(connection, tenant_id, successor)
+    row = await insert_key(connection, tenant_id, successor)
+    await connection.execute(
+        "UPDATE api_keys SET replaced_by = $2 WHERE id = $1", key_id, row["id"]
+    )
+    return row

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from litestar import Request, delete, get, patch, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, PathParameter
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
 from tenantgate.http.openapi import ADMIN_SCHEME, problems
 from tenantgate.routes.controller import ApiController
@@ -43,6 +43,9 @@ Admin = NamedDependency[AdminService]
 Id = FromPath[UUID]
 PlanNameParam = Annotated[str, PathParameter(pattern=PLAN_NAME_PATTERN)]
 AnyRequest = Request[Any, Any, Any]
+WithinDays = Annotated[
+    int, QueryParameter(ge=0, le=3650, description="days ahead, 0..3650 (default 7)")
+]
 
 
 class AdminController(ApiController):
@@ -115,6 +118,11 @@ class AdminController(ApiController):
     ) -> NewKey:
         """Issue another key; its secret is in this answer only. The body may be left out."""
         return await admin.create_key(tenant_id, await strict_body(request, CreateKey, CreateKey()))
+
+    @get("/keys/due")
+    async def keys_due(self, admin: Admin, within_days: WithinDays = 7) -> KeyList:
+        """Active keys expiring within `within_days` days, soonest first: the ones to rotate."""
+        return KeyList(keys=await admin.keys_due(within_days))
 
     @get("/tenants/{tenant_id:uuid}/keys")
     async def list_keys(self, tenant_id: Id, admin: Admin) -> KeyList:

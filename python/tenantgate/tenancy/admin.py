@@ -190,6 +190,12 @@ class AdminService:
             rows = await key_sql.list_keys(connection, tenant_id)
         return [_key(row) for row in rows]
 
+    async def keys_due(self, within_days: int) -> list[Key]:
+        """Active keys that expire within ``within_days`` days, soonest first."""
+        async with self._database.transaction() as connection:
+            rows = await key_sql.due_keys(connection, timedelta(days=within_days))
+        return [_key(row) for row in rows]
+
     async def rotate_key(self, tenant_id: UUID, key_id: UUID, body: RotateKey) -> NewKey:
         grace_ends_at = datetime.now(UTC) + timedelta(seconds=body.grace_seconds)
         async with self._database.transaction() as connection:

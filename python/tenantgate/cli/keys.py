@@ -1,0 +1,116 @@
+"""``tenantgate keys rotate-due``: the operator's automated rotation policy.
+
+Rotates every active key that expires within ``--within-days`` days (``GET
+/admin/v1/keys/due``): each gets a successor, and keeps working until the end of its grace
+period (never longer than it already would). Prints one JSON line per rotation on stdout —
+``{"tenant_id", "rotated_key_id", "new_key": NewKey}``, the new secret included: hand it to the
+tenant, it is not shown again — and a summary on stderr. Run it from cron, say daily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, TextIO
+
+import msgspec
+
+from tenantgate.cli.arguments import at_least_one
+from tenantgate.cli.exit_codes import ExitCode
+from tenantgate.cli.reporting import failure_line, load_settings
+from tenantgate.db.pool import open_database
+from tenantgate.errors import NotFoundError, TenantgateError
+from tenantgate.identity import IdentityCache
+from tenantgate.keys import KeyHasher, Verifier
+from tenantgate.tenancy.admin import AdminService
+from tenantgate.tenancy.keyring import KeyIssuer
+from tenantgate.tenancy.provisioning import Provisioner
+from tenantgate.tenancy.schemas import RotateKey
+
+if TYPE_CHECKING:
+    from tenantgate.cli import Subcommands
+    from tenantgate.settings import Settings
+
+__all__ = ["register", "run_rotate_due"]
+
+_PREFIX: Final = "tenantgate keys rotate-due"
+
+
+def register(commands: Subcommands) -> None:
+    parser = commands.add_parser("keys", help="API key maintenance")
+    key_commands = parser.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    rotate_due = key_commands.add_parser(
+        "rotate-due",
+        help="rotate every active key that expires soon",
+        description=(
+            "Give every active key expiring within --within-days days a successor; the old key "
+            "keeps working for --grace-seconds (never longer than it already would). New "
+            "secrets are printed as JSON lines on stdout. Exit status: "
+            f"{ExitCode.OK} when done, {ExitCode.FAILURE} when PostgreSQL failed, "
+            f"{ExitCode.USAGE} for a settings error."
+        ),
+    )
+    rotate_due.add_argument("--within-days", type=at_least_one, default=7)
+    rotate_due.add_argument("--grace-seconds", type=int, default=86_400)
+    rotate_due.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> ExitCode:
+    return run_rotate_due(within_days=args.within_days, grace_seconds=args.grace_seconds)
+
+
+def run_rotate_due(
+    *,
+    within_days: int = 7,
+    grace_seconds: int = 86_400,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> ExitCode:
+    """``tenantgate keys rotate-due``; returns the exit status."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    settings = load_settings(_PREFIX, environ, err)
+    if settings is None:
+        return ExitCode.USAGE
+    try:
+        rotated = asyncio.run(_rotate_due(settings, within_days, grace_seconds))
+    except TenantgateError as exc:
+        print(failure_line(_PREFIX, exc), file=err)
+        return ExitCode.FAILURE
+    for line in rotated:
+        print(json.dumps(line), file=out)
+    print(f"{_PREFIX}: rotated {len(rotated)} keys", file=err)
+    return ExitCode.OK
+
+
+async def _rotate_due(
+    settings: Settings, within_days: int, grace_seconds: int
+) -> list[dict[str, object]]:
+    pepper = settings.security.key_pepper
+    async with open_database(settings.database) as database:
+        admin = AdminService(
+            database,
+            KeyIssuer(KeyHasher(pepper)),
+            IdentityCache(Verifier(pepper)),  # this process serves nothing: nothing to forget
+            Provisioner(database, []),
+        )
+        rotated: list[dict[str, object]] = []
+        for key in await admin.keys_due(within_days):
+            try:
+                new_key = await admin.rotate_key(
+                    key.tenant_id, key.id, RotateKey(grace_seconds=grace_seconds)
+                )
+            except NotFoundError:
+                continue  # revoked or rotated meanwhile
+            rotated.append(
+                {
+                    "tenant_id": str(key.tenant_id),
+                    "rotated_key_id": str(key.id),
+                    "new_key": msgspec.to_builtins(new_key),
+                }
+            )
+        return rotated

@@ -18,6 +18,8 @@ KEY_FIELDS = {
     "name",
     "prefix",
     "hsm",
+    "scopes",
+    "allowed_cidrs",
     "status",
     "created_at",
     "expires_at",

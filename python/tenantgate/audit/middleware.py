@@ -19,6 +19,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 
 from tenantgate.audit.records import AUDITED_STATE_KEY, event_of
+from tenantgate.identity.middleware import REFUSAL_STATE_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -72,4 +73,7 @@ class AuditMiddleware(ASGIMiddleware):
             elif not state.get(AUDITED_STATE_KEY) and (
                 scope.get("method") in _CHANGES or (status == 403 and state.get("tenant") is None)
             ):
-                self._writer.record(event_of(scope, status, actor="tenant"))
+                # A key refused for its scopes or networks: which check failed is said to the
+                # operator (the operator chain), never to the client.
+                operation = state.get(REFUSAL_STATE_KEY)
+                self._writer.record(event_of(scope, status, actor="tenant", operation=operation))

@@ -27,7 +27,7 @@ __all__ = ["PostgresIdentitySource"]
 _FIND_KEY: Final = """
 SELECT k.id AS key_id, k.status AS key_status, k.expires_at, k.tenant_id,
        t.name AS tenant_name, t.status AS tenant_status, t.plan, t.tier, t.redis_database,
-       p.rate_per_second, p.burst
+       p.rate_per_second, p.burst, k.scopes, k.allowed_cidrs::text[] AS allowed_cidrs
   FROM api_keys k
   JOIN tenants t ON t.id = k.tenant_id
   JOIN plans p ON p.name = t.plan
@@ -64,6 +64,8 @@ class PostgresIdentitySource:
             plan=row["plan"],
             tier=row["tier"],
             redis_database=row["redis_database"],
+            scopes=tuple(row["scopes"]),
+            allowed_cidrs=tuple(row["allowed_cidrs"]),
             rate_per_second=row["rate_per_second"],
             burst=row["burst"],
         )

@@ -22,7 +22,8 @@ __all__ = [
 
 # Every column a client may see; `key_hash` is deliberately absent.
 KEY_COLUMNS = (
-    "id, tenant_id, name, prefix, hash_scheme, status, created_at, expires_at, last_used_at"
+    "id, tenant_id, name, prefix, hash_scheme, status, created_at, expires_at, last_used_at, "
+    "scopes, allowed_cidrs::text[] AS allowed_cidrs"
 )
 
 
@@ -34,13 +35,16 @@ class NewKeyRow:
     hash_scheme: str
     prefix: str
     expires_at: datetime | None
+    scopes: tuple[str, ...]
+    allowed_cidrs: tuple[str, ...] = ()
 
 
 async def insert_key(connection: Connection, tenant_id: UUID, key: NewKeyRow) -> asyncpg.Record:
     row: asyncpg.Record | None = await connection.fetchrow(
         f"""
-        INSERT INTO api_keys (id, tenant_id, name, key_hash, hash_scheme, prefix, expires_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        INSERT INTO api_keys (id, tenant_id, name, key_hash, hash_scheme, prefix, expires_at,
+                              scopes, allowed_cidrs)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::text[]::cidr[])
         RETURNING {KEY_COLUMNS}
         """,
         key.id,
@@ -50,6 +54,8 @@ async def insert_key(connection: Connection, tenant_id: UUID, key: NewKeyRow) ->
         key.hash_scheme,
         key.prefix,
         key.expires_at,
+        list(key.scopes),
+        list(key.allowed_cidrs),
     )
     assert row is not None
     return row

@@ -22,9 +22,10 @@ per request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from ipaddress import ip_address, ip_network
 from typing import Final
 from uuid import UUID
 
@@ -36,6 +37,7 @@ from tenantgate.identity.source import KeyRecord, PlanRecord
 from tenantgate.keys import Miss, Verifier
 from tenantgate.limits import Quota
 from tenantgate.naming import TenantNames
+from tenantgate.scopes import ALL_SCOPES
 
 __all__ = [
     "LOOKUP_QUEUE_SECONDS",
@@ -83,7 +85,15 @@ def sunset_headers(
 class KeyEntry:
     """The verifier's payload for one key: who is calling, and its plan's quota."""
 
-    __slots__ = ("counts", "identity", "policy_name", "quota", "sunset_headers")
+    __slots__ = (
+        "counts",
+        "identity",
+        "networks",
+        "policy_name",
+        "quota",
+        "scopes",
+        "sunset_headers",
+    )
 
     def __init__(
         self,
@@ -91,16 +101,38 @@ class KeyEntry:
         quota: Quota,
         counts: list[int] | None = None,
         expires_at: datetime | None = None,
+        scopes: Sequence[str] | None = None,
+        allowed_cidrs: Sequence[str] = (),
     ) -> None:
         self.identity = identity
         self.quota = quota
+        """The plan's shared quota (the limiter charges the tenant's bucket against it)."""
+        self.policy_name = identity.plan.encode()
+        """The plan's name as the rate-limit headers quote it."""
         self.counts = counts if counts is not None else [0, 0]
         """The plan's ``[limited, allowed]`` decisions (shared by the plan's records)."""
         self.sunset_headers = sunset_headers(expires_at)
         """``Deprecation`` and ``Sunset`` for a key that expires soon, else empty."""
-        """The plan's shared quota (the limiter charges the tenant's bucket against it)."""
-        self.policy_name = identity.plan.encode()
-        """The plan's name as the rate-limit headers quote it."""
+        self.scopes = (
+            None if scopes is None or set(ALL_SCOPES) <= set(scopes) else frozenset(scopes)
+        )
+        """What the key may do; None for everything (the common case, checked for free)."""
+        self.networks = tuple(ip_network(cidr, strict=False) for cidr in allowed_cidrs)
+        """Where the key may be used from; empty for anywhere."""
+
+    def refusal(self, required_scope: str | None, address: Callable[[], str]) -> str | None:
+        """Why the key may not make this request (its scopes, its networks), or None."""
+        scopes = self.scopes
+        if scopes is not None and required_scope is not None and required_scope not in scopes:
+            return f"scope {required_scope}"
+        if self.networks:
+            try:
+                source = ip_address(address())
+            except ValueError:
+                return "source address"
+            if not any(source in network for network in self.networks):
+                return "source address"
+        return None
 
 
 class KeyCache:
@@ -201,7 +233,14 @@ class KeyCache:
             key_id=str(record.key_id),
             expires_at=record.expires_at.timestamp() if record.expires_at is not None else None,
             usable=record.usable,
-            payload=KeyEntry(identity, quota, self.counts.of(record.plan), record.expires_at),
+            payload=KeyEntry(
+                identity,
+                quota,
+                self.counts.of(record.plan),
+                record.expires_at,
+                record.scopes,
+                record.allowed_cidrs,
+            ),
             quota=quota,
             bucket=tenant_id,
         )

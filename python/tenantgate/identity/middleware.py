@@ -31,6 +31,7 @@ from tenantgate.identity.responses import (
 )
 from tenantgate.keys import Miss
 from tenantgate.limits import Decision
+from tenantgate.scopes import SCOPE_OPT
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -42,7 +43,11 @@ if TYPE_CHECKING:
     from tenantgate.identity.key_cache import KeyCache, KeyEntry
     from tenantgate.limits import Limiter
 
-__all__ = ["TenantIdentificationMiddleware"]
+__all__ = ["REFUSAL_STATE_KEY", "TenantIdentificationMiddleware"]
+
+REFUSAL_STATE_KEY = "tenantgate_refusal"
+"""Why an identified key was refused (its scopes or networks): ``scope["state"]``, for the
+operator's audit record; the client gets the one 403 and no reason."""
 
 # Bound once: CPython 3.11 compiles `current_tenant.set(...)` on an imported name as a module
 # attribute access, which is never specialised (two generic lookups per request).
@@ -109,6 +114,18 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
             await send_forbidden(send)
             return
         entry: KeyEntry = decision.payload  # type: ignore[assignment]
+        if entry.scopes is not None or entry.networks:
+            handler = scope.get("route_handler")
+            required = handler.opt.get(SCOPE_OPT) if handler is not None else None
+            refused = entry.refusal(required, lambda: source_address(scope, self._trusted_proxies))
+            if refused is not None:
+                scope["state"][REFUSAL_STATE_KEY] = {  # for the operator's audit record only
+                    "refused": refused,
+                    "tenant_id": str(entry.identity.tenant_id),
+                    "key_id": str(entry.identity.key_id),
+                }
+                await send_forbidden(send)
+                return
         allowed = decision.allowed
         entry.counts[allowed] += 1
         headers = rate_limit_headers(decision, entry.policy_name, entry.quota.rate_per_second)

@@ -33,6 +33,10 @@ class KeyRecord:
     burst: int
     redis_database: int | None = None
     """The tenant's own Redis database (the ``database`` placement), else None."""
+    scopes: tuple[str, ...] | None = None
+    """What the key may do; None: everything."""
+    allowed_cidrs: tuple[str, ...] = ()
+    """The networks the key may be used from; empty: anywhere."""
 
     @property
     def usable(self) -> bool:

@@ -17,6 +17,7 @@ from tenantgate.identity import TenantIdentity
 from tenantgate.resources import Resources
 from tenantgate.routes.controller import ApiController
 from tenantgate.routes.params import Cursor, PageLimit
+from tenantgate.scopes import SCOPE_OPT
 from tenantgate.tenancy.schemas import AuditPage, AuditVerification
 
 __all__ = ["AdminAuditController", "TenantAuditController"]
@@ -67,7 +68,7 @@ class TenantAuditController(ApiController):
     tags = ["tenant"]  # noqa: RUF012
     security = [{TENANT_SCHEME: []}]  # noqa: RUF012
 
-    @get("/")
+    @get("/", opt={SCOPE_OPT: "audit:read"})
     async def list_own_records(
         self, tenant: Caller, resources: Services, limit: PageLimit = 50, cursor: Cursor = None
     ) -> AuditPage:

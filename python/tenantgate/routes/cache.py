@@ -22,6 +22,7 @@ from tenantgate.errors import InvalidInputError, NotFoundError
 from tenantgate.http.openapi import TENANT_SCHEME
 from tenantgate.routes.controller import ApiController
 from tenantgate.routes.params import strict_body
+from tenantgate.scopes import SCOPE_OPT
 from tenantgate.tenancy.schemas import CacheEntry, CacheEntryBody
 
 __all__ = ["CacheController"]
@@ -68,7 +69,7 @@ class CacheController(ApiController):
     tags = ["cache"]  # noqa: RUF012 — Litestar reads it as a plain class attribute
     security = [{TENANT_SCHEME: []}]  # noqa: RUF012
 
-    @put("/{key:path}", status_code=204)
+    @put("/{key:path}", status_code=204, opt={SCOPE_OPT: "cache:write"})
     async def put_entry(
         self, key: KeyPath, data: JSONBody[CacheEntryBody], request: AnyRequest, cache: Cache
     ) -> None:
@@ -77,7 +78,7 @@ class CacheController(ApiController):
         ttl_seconds = (await strict_body(request, CacheEntryBody)).ttl_seconds
         await cache.set(name, data.value, ttl_seconds)
 
-    @get("/{key:path}")
+    @get("/{key:path}", opt={SCOPE_OPT: "cache:read"})
     async def get_entry(self, key: KeyPath, request: AnyRequest, cache: Cache) -> CacheEntry:
         """The value stored under the key (404 when there is none, or it expired)."""
         name = _key(key, request)
@@ -87,7 +88,7 @@ class CacheController(ApiController):
             raise NotFoundError("cache entry")
         return CacheEntry(key=name, value=value)
 
-    @delete("/{key:path}", status_code=204)
+    @delete("/{key:path}", status_code=204, opt={SCOPE_OPT: "cache:write"})
     async def delete_entry(self, key: KeyPath, request: AnyRequest, cache: Cache) -> None:
         """Remove the key's value (204 whether or not there was one)."""
         await cache.delete(_key(key, request))

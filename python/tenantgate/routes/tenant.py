@@ -25,6 +25,7 @@ from tenantgate.identity import TenantIdentity
 from tenantgate.resources import Resources
 from tenantgate.routes.controller import ApiController
 from tenantgate.routes.params import Cursor, PageLimit
+from tenantgate.scopes import SCOPE_OPT
 from tenantgate.tenancy import cached_items, items
 from tenantgate.tenancy.schemas import Item, ItemBody, ItemPage, Me
 
@@ -53,7 +54,7 @@ class TenantController(ApiController):
             key_id=tenant.key_id,
         )
 
-    @post("/items", status_code=201)
+    @post("/items", status_code=201, opt={SCOPE_OPT: "items:write"})
     async def create_item(
         self, data: JSONBody[ItemBody], db: Db, tenant: Caller, request: AnyRequest
     ) -> Item:
@@ -62,7 +63,7 @@ class TenantController(ApiController):
         await record_change(db, tenant.names, request.scope, 201, {"item_id": str(item.id)})
         return item
 
-    @get("/items")
+    @get("/items", opt={SCOPE_OPT: "items:read"})
     async def list_items(
         self,
         db: Db,
@@ -71,12 +72,12 @@ class TenantController(ApiController):
     ) -> ItemPage:
         return await items.list_items(db, limit, cursor)
 
-    @get("/items/{item_id:uuid}")
+    @get("/items/{item_id:uuid}", opt={SCOPE_OPT: "items:read"})
     async def get_item(self, item_id: Id, tenant: Caller, resources: Services) -> Item:
         """The item, served through the tenant's cache."""
         return await cached_items.get_item(resources, tenant, item_id)
 
-    @put("/items/{item_id:uuid}")
+    @put("/items/{item_id:uuid}", opt={SCOPE_OPT: "items:write"})
     async def replace_item(
         self,
         item_id: Id,
@@ -87,7 +88,7 @@ class TenantController(ApiController):
     ) -> Item:
         return await cached_items.replace_item(resources, tenant, item_id, data.data, request.scope)
 
-    @delete("/items/{item_id:uuid}", status_code=204)
+    @delete("/items/{item_id:uuid}", status_code=204, opt={SCOPE_OPT: "items:write"})
     async def delete_item(
         self, item_id: Id, tenant: Caller, resources: Services, request: AnyRequest
     ) -> None:

@@ -10,7 +10,9 @@ deleted by the :class:`~tenantgate.tenancy.provisioning.Provisioner`, across eve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -20,6 +22,7 @@ from tenantgate.db import keys as key_sql
 from tenantgate.db import tenants as tenant_sql
 from tenantgate.db.tenants import NewTenant
 from tenantgate.errors import InvalidInputError, NotFoundError
+from tenantgate.scopes import ALL_SCOPES
 from tenantgate.tenancy.cursor import KEYSET_PAGE_SQL, page_parameters, split_page
 from tenantgate.tenancy.keyring import HASH_SCHEME
 from tenantgate.tenancy.schemas import (
@@ -66,6 +69,26 @@ def _tenant(row: asyncpg.Record) -> Tenant:
     )
 
 
+def _scopes(requested: Sequence[str] | None) -> tuple[str, ...]:
+    """The scopes asked for, in the documented order (all when none were named)."""
+    if requested is None:
+        return ALL_SCOPES
+    if len(set(requested)) != len(requested):
+        raise InvalidInputError("scopes may not repeat")
+    return tuple(scope for scope in ALL_SCOPES if scope in requested)
+
+
+def _networks(cidrs: list[str]) -> tuple[str, ...]:
+    """The CIDRs asked for, normalised (``10.1.2.3/8`` is ``10.0.0.0/8``), else 422."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(str(ip_network(cidr, strict=False)))
+        except ValueError:
+            raise InvalidInputError(f"allowed_cidrs: {cidr!r} is not a CIDR") from None
+    return tuple(networks)
+
+
 def _key(row: asyncpg.Record) -> Key:
     return Key(
         id=row["id"],
@@ -73,6 +96,8 @@ def _key(row: asyncpg.Record) -> Key:
         name=row["name"],
         prefix=row["prefix"],
         hsm=row["hash_scheme"] != HASH_SCHEME,
+        scopes=list(row["scopes"]),
+        allowed_cidrs=list(row["allowed_cidrs"]),
         status=row["status"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],
@@ -178,7 +203,12 @@ class AdminService:
             if body.expires_in_seconds is not None
             else None
         )
-        issued = self._issuer.issue(name=body.name, expires_at=expires_at)
+        issued = self._issuer.issue(
+            name=body.name,
+            expires_at=expires_at,
+            scopes=_scopes(body.scopes),
+            allowed_cidrs=_networks(body.allowed_cidrs),
+        )
         # A tenant deleted meanwhile: the foreign key refuses, translated to "tenant not found".
         async with self._database.transaction() as connection:
             row = await key_sql.insert_key(connection, tenant_id, issued.row)
@@ -199,10 +229,21 @@ class AdminService:
     async def rotate_key(self, tenant_id: UUID, key_id: UUID, body: RotateKey) -> NewKey:
         grace_ends_at = datetime.now(UTC) + timedelta(seconds=body.grace_seconds)
         async with self._database.transaction() as connection:
-            old_name = await connection.fetchval(
-                "SELECT name FROM api_keys WHERE tenant_id = $1 AND id = $2", tenant_id, key_id
+            old = await connection.fetchrow(
+                "SELECT name, scopes, allowed_cidrs::text[] AS allowed_cidrs FROM api_keys"
+                " WHERE tenant_id = $1 AND id = $2",
+                tenant_id,
+                key_id,
             )
-            successor = self._issuer.issue(name=old_name, expires_at=None)
+            if old is None:
+                raise NotFoundError("key")
+            # The successor may do what the old key could, from where it could.
+            successor = self._issuer.issue(
+                name=old["name"],
+                expires_at=None,
+                scopes=old["scopes"],
+                allowed_cidrs=old["allowed_cidrs"],
+            )
             row = await key_sql.rotate_key(
                 connection, tenant_id, key_id, successor.row, grace_ends_at
             )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import uuid4
 
 from tenantgate.db.keys import NewKeyRow
 from tenantgate.keys import KeyHasher, generate_key, parse_key
+from tenantgate.scopes import ALL_SCOPES
 
 __all__ = ["HASH_SCHEME", "IssuedKey", "KeyIssuer"]
 
@@ -28,7 +30,14 @@ class KeyIssuer:
         self._hasher = hasher
         self._env = env
 
-    def issue(self, *, name: str | None, expires_at: datetime | None) -> IssuedKey:
+    def issue(
+        self,
+        *,
+        name: str | None,
+        expires_at: datetime | None,
+        scopes: Sequence[str] = ALL_SCOPES,
+        allowed_cidrs: Sequence[str] = (),
+    ) -> IssuedKey:
         secret = generate_key(self._env)
         row = NewKeyRow(
             id=uuid4(),
@@ -37,5 +46,7 @@ class KeyIssuer:
             hash_scheme=HASH_SCHEME,
             prefix=parse_key(secret).display_prefix,
             expires_at=expires_at,
+            scopes=tuple(scopes),
+            allowed_cidrs=tuple(allowed_cidrs),
         )
         return IssuedKey(secret=secret, row=row)

@@ -14,6 +14,7 @@ from uuid import UUID
 import msgspec
 
 from tenantgate.errors import InvalidInputError
+from tenantgate.scopes import ALL_SCOPES, Scope
 
 __all__ = [
     "DOMAIN_PATTERN",
@@ -65,6 +66,7 @@ Domain = Annotated[str, msgspec.Meta(max_length=DOMAIN_MAX_LENGTH, pattern=DOMAI
 Tier = Literal["standard", "enterprise"]
 Status = Literal["active", "suspended"]
 TEN_YEARS = 10 * 366 * 24 * 3600
+MAX_ALLOWED_CIDRS = 32
 MAX_ITEM_DEPTH = 32
 
 _DOMAIN = re.compile(DOMAIN_PATTERN)
@@ -109,6 +111,8 @@ class Key(msgspec.Struct, frozen=True):
     name: str | None
     prefix: str
     hsm: bool
+    scopes: list[str]
+    allowed_cidrs: list[str]
     status: str
     created_at: datetime
     expires_at: datetime | None
@@ -172,6 +176,27 @@ class CreateKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Name | None = None
     expires_in_seconds: Annotated[int, msgspec.Meta(ge=1, le=TEN_YEARS)] | None = None
     hsm: bool = False
+    scopes: (
+        Annotated[
+            list[Scope],
+            msgspec.Meta(
+                min_length=1,
+                max_length=len(ALL_SCOPES),
+                description="what the key may do (default: every scope); no repeats",
+                extra_json_schema={"uniqueItems": True},
+            ),
+        ]
+        | None
+    ) = None
+    allowed_cidrs: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+        msgspec.Meta(
+            max_length=MAX_ALLOWED_CIDRS,
+            description=(
+                "the networks (CIDRs, IPv4 or IPv6) the key may be used from; empty: anywhere"
+            ),
+        ),
+    ] = msgspec.field(default_factory=list)
 
 
 class RotateKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

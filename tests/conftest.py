@@ -300,3 +300,25 @@ def make_tenant(service: Any, admin_headers: dict[str, str]) -> Any:
         )
 
     return make
+
+
+@pytest.fixture
+def own_redis(tmp_path: Any) -> Iterator[Any]:
+    """``own_redis(databases=10_000)``: a Redis server of this test's own (the same ACL set-up as
+    the session's: ``default`` and the service's user), stopped after the test. For tests
+    that stop, pause or restart Redis, or need a server with few databases."""
+    servers: list[Any] = []
+
+    def start(databases: int = 10_000) -> Any:
+        from tenantgate.dev.redis import EmbeddedRedis
+
+        server = EmbeddedRedis(tmp_path / f"redis-{len(servers)}", databases=databases)
+        server.start()
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()

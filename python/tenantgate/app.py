@@ -27,10 +27,13 @@ from tenantgate.tenancy.schemas import JSON_VALUE_SCHEMAS, REQUEST_BODIES
 __all__ = ["create_app", "create_app_from_env"]
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """The tenantgate service for ``settings`` (default: read from the environment)."""
-    settings = settings if settings is not None else Settings.from_env()
-    plugin = TenantGatePlugin(settings)
+def create_app(
+    settings: Settings | None = None, *, plugin: TenantGatePlugin | None = None
+) -> Litestar:
+    """The tenantgate service for ``settings`` (default: read from the environment), or with
+    a ``plugin`` configured by the caller (its settings then)."""
+    if plugin is None:
+        plugin = TenantGatePlugin(settings if settings is not None else Settings.from_env())
     return Litestar(
         route_handlers=[
             *SERVICE_ROUTES,

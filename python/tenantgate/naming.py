@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
-__all__ = ["REDIS_TENANTS_PATTERN", "TenantNames", "quote_ident"]
+__all__ = ["ANNOUNCEMENTS_CHANNEL", "REDIS_TENANTS_PATTERN", "TenantNames", "quote_ident"]
+
+ANNOUNCEMENTS_CHANNEL: Final = "tenantgate:identity"
+"""The Redis channel on which instances announce changes to keys and tenants (no tenant's
+pattern ``t:{<id>}:*`` matches it)."""
 
 REDIS_TENANTS_PATTERN: Final = "t:*"
 """The Redis glob pattern that matches every tenant's keys (and no key of the service's)."""

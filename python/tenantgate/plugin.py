@@ -36,6 +36,7 @@ from litestar.plugins import InitPluginProtocol
 from tenantgate.audit import AuditWriter
 from tenantgate.audit.middleware import AuditMiddleware
 from tenantgate.cache import TenantCache
+from tenantgate.cache.announcements import listen, publish
 from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.types import Connection
 from tenantgate.errors import ServiceUnavailableError
@@ -272,6 +273,11 @@ class TenantGatePlugin(InitPluginProtocol):
                 resources.database, self.issuer, self.identity, provisioner
             )
             repair = asyncio.create_task(_repair_left_overs(provisioner))
+            redis = resources.redis
+            self.identity.announce = lambda message: publish(redis, message)
+            listener = asyncio.create_task(
+                listen(redis, self.identity.apply_announcement, self.identity.forget_everything)
+            )
             try:
                 async with (
                     self.audit.running(resources.database),
@@ -279,9 +285,11 @@ class TenantGatePlugin(InitPluginProtocol):
                 ):
                     yield
             finally:
-                repair.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await repair
+                self.identity.announce = None
+                for task in (repair, listener):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 del app.state[ADMIN_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]
                 app.asgi_handler = routed

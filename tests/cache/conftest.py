@@ -60,26 +60,6 @@ def redis_cluster(
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Any]:
-    """``own_redis(databases=64)``: a Redis server of this test's own (the same ACL set-up as
-    the session's: ``default`` and the service's user), stopped after the test. For tests
-    that stop, pause or restart Redis, or need a server with few databases."""
-    servers: list[EmbeddedRedis] = []
-
-    def start(databases: int = 64) -> EmbeddedRedis:
-        server = EmbeddedRedis(tmp_path / f"redis-{len(servers)}", databases=databases)
-        server.start()
-        servers.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.stop()
-
-
-@pytest.fixture
 def app_on(service_environment: dict[str, str], admin_headers: dict[str, str]) -> Iterator[Any]:
     """``app_on(redis, **env)``: a TestClient of the service on the session's PostgreSQL and
     S3 but on ``redis`` (an :class:`EmbeddedRedis` or :class:`EmbeddedRedisCluster`: its

@@ -90,7 +90,7 @@ def test_postgres_refuses_a_wrong_password(postgres_admin_url: str) -> None:
 # -- Redis --------------------------------------------------------------------------------
 
 
-def test_redis_admin_can_set_and_get_and_has_64_databases(
+def test_redis_admin_can_set_and_get_and_has_10000_databases(
     redis_admin_url: str, stack_info: StackInfo
 ) -> None:
     client = redis.Redis.from_url(redis_admin_url)
@@ -98,14 +98,14 @@ def test_redis_admin_can_set_and_get_and_has_64_databases(
         key = f"stack-test:{uuid.uuid4()}"
         client.set(key, b"value", ex=60)
         assert client.get(key) == b"value"
-        assert client.config_get("databases") == {"databases": "64"}
-        assert stack_info.redis_databases == 64
+        assert client.config_get("databases") == {"databases": "10000"}
+        assert stack_info.redis_databases == 10_000
         assert client.config_get("bind") == {"bind": "127.0.0.1"}
         assert client.config_get("protected-mode") == {"protected-mode": "yes"}
         assert client.config_get("save") == {"save": ""}
     finally:
         client.close()
-    last = redis.Redis.from_url(redis_admin_url.rsplit("/", 1)[0] + "/63")
+    last = redis.Redis.from_url(redis_admin_url.rsplit("/", 1)[0] + "/9999")
     try:
         assert last.ping() is True
     finally:

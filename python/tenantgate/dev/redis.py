@@ -15,8 +15,12 @@ the ``redis_url`` of ``tenantgate dev``'s ready line); the service connects as
 :data:`SERVICE_USER` (:attr:`EmbeddedRedis.service_url`), with its own random password and
 exactly these rules (:data:`SERVICE_USER_RULES`)::
 
-    user tenantgate on >PW resetchannels ~t:* -@all +ping +select +scan +unlink
+    user tenantgate on >PW resetchannels &tenantgate:identity ~t:* -@all +ping
+         +publish +subscribe +unsubscribe +select +scan +unlink
          +acl|setuser +acl|getuser +acl|deluser +command|info
+
+- ``&tenantgate:identity +publish +subscribe +unsubscribe``: announce changes to keys and
+  tenants to the other instances, and hear theirs (:mod:`tenantgate.cache.announcements`).
 
 - ``+acl|setuser +acl|getuser +acl|deluser``: create, inspect and delete tenants' ACL users
   (``tenantgate.cache.provisioning``); no other ``ACL`` subcommand (``LIST``, ``LOG``,
@@ -50,7 +54,7 @@ from tenantgate.dev.credentials import Credentials
 from tenantgate.dev.ports import LOOPBACK, free_port
 from tenantgate.dev.process import EmbeddedServer, find_executable
 from tenantgate.errors import EmbeddedServerError
-from tenantgate.naming import REDIS_TENANTS_PATTERN
+from tenantgate.naming import ANNOUNCEMENTS_CHANNEL, REDIS_TENANTS_PATTERN
 
 if TYPE_CHECKING:
     import redis
@@ -68,9 +72,13 @@ SERVICE_USER: Final = "tenantgate"
 
 SERVICE_USER_RULES: Final = (
     "resetchannels",
+    f"&{ANNOUNCEMENTS_CHANNEL}",
     f"~{REDIS_TENANTS_PATTERN}",
     "-@all",
     "+ping",
+    "+publish",
+    "+subscribe",
+    "+unsubscribe",
     "+select",
     "+scan",
     "+unlink",

@@ -10,8 +10,8 @@ instance:
 ======================================  ===============================================
 after the operator changes...           call
 ======================================  ===============================================
-a key (revoked, rotated)                ``forget_key(key_id)``
-a tenant (status, plan, name, deleted)  ``forget_tenant(tenant_id)``
+a key (revoked, rotated)                ``await key_changed(key_id)``
+a tenant (status, plan, name, deleted)  ``await tenant_changed(tenant_id)``
 a custom domain (tenant created with    ``await reload_domains()``
 one, domain set, changed or removed,
 tenant deleted with one)
@@ -50,6 +50,8 @@ class IdentityCache:
     """This instance's key cache, plans and domains, over one source of truth."""
 
     def __init__(self, verifier: Verifier) -> None:
+        self.announce: Callable[[str], Awaitable[None]] | None = None
+        """Tells the other instances about a change (set by the plugin: Redis pub/sub)."""
         self._source: IdentitySource | None = None
         self.plans = Plans(self._load_plans)
         self.domains = Domains(verifier, self._load_custom_domains)
@@ -82,6 +84,42 @@ class IdentityCache:
     def forget_tenant(self, tenant_id: UUID) -> None:
         """The tenant changed: the next request with any of its keys looks it up again."""
         self.keys.forget_tenant(tenant_id)
+
+    async def key_changed(self, key_id: UUID) -> None:
+        """The key was revoked or rotated: forget it here, and tell the other instances."""
+        self.forget_key(key_id)
+        await self._announce(f"key:{key_id}")
+
+    async def tenant_changed(self, tenant_id: UUID) -> None:
+        """The tenant changed: forget its keys here, and tell the other instances."""
+        self.forget_tenant(tenant_id)
+        await self._announce(f"tenant:{tenant_id}")
+
+    def apply_announcement(self, message: str) -> None:
+        """Another instance announced a change (``key:<id>`` or ``tenant:<id>``)."""
+        kind, _, value = message.partition(":")
+        try:
+            target = UUID(value)
+        except ValueError:
+            _logger.warning("ignored a malformed announcement %r", message)
+            return
+        if kind == "key":
+            self.forget_key(target)
+        elif kind == "tenant":
+            self.forget_tenant(target)
+
+    def forget_everything(self) -> None:
+        """Drop every cached key record (announcements may have been missed)."""
+        self.keys.verifier.clear()
+
+    async def _announce(self, message: str) -> None:
+        if self.announce is None:
+            return
+        try:
+            await self.announce(message)
+        except Exception as exc:
+            # The TTL still brings the change everywhere; nothing to undo here.
+            _logger.warning("announcing %s failed: %s", message, exc)
 
     async def reload_plans(self) -> None:
         """A plan changed: reload every plan now. An outage is logged, not raised (the

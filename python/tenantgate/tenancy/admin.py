@@ -178,7 +178,7 @@ class AdminService:
         tenant = _tenant(row)
         if current.custom_domain != tenant.custom_domain:
             await self._identity.reload_domains()
-        self._identity.forget_tenant(tenant_id)
+        await self._identity.tenant_changed(tenant_id)
         return tenant
 
     async def delete_tenant(self, tenant_id: UUID) -> None:
@@ -187,7 +187,7 @@ class AdminService:
             raise NotFoundError("tenant")
         if current.custom_domain:
             await self._identity.reload_domains()
-        self._identity.forget_tenant(tenant_id)
+        await self._identity.tenant_changed(tenant_id)
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -249,7 +249,7 @@ class AdminService:
             )
         if row is None:
             raise NotFoundError("key")
-        self._identity.forget_key(key_id)
+        await self._identity.key_changed(key_id)
         return _new_key(row, successor)
 
     async def revoke_key(self, tenant_id: UUID, key_id: UUID) -> None:
@@ -257,7 +257,7 @@ class AdminService:
             revoked = await key_sql.revoke_key(connection, tenant_id, key_id)
         if not revoked:
             raise NotFoundError("key")
-        self._identity.forget_key(key_id)
+        await self._identity.key_changed(key_id)
 
     # -- plans ---------------------------------------------------------------------------
 

@@ -288,7 +288,7 @@ class TenantGatePlugin(InitPluginProtocol):
                 self.identity.announce = None
                 for task in (repair, listener):
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
                 del app.state[ADMIN_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+import redis.asyncio
 import redis.exceptions
 
 from tenantgate.cache.errors import translating
@@ -52,6 +53,8 @@ async def listen(
     while True:
         pubsub = client.pubsub()
         try:
+            if isinstance(client, redis.asyncio.RedisCluster):
+                await client.initialize()  # its pub/sub routes by the slot table it reads
             await pubsub.subscribe(CHANNEL)
             on_subscribed()
             async for message in pubsub.listen():
@@ -60,6 +63,8 @@ async def listen(
                     on_message(data.decode() if isinstance(data, bytes) else str(data))
         except (redis.exceptions.RedisError, OSError) as exc:
             _logger.warning("announcements: %s; subscribing again in %.0f s", exc, _RETRY_SECONDS)
+        except Exception:
+            _logger.exception("announcements failed; subscribing again in %.0f s", _RETRY_SECONDS)
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -29,10 +29,12 @@ __all__ = [
     "Command",
     "ConnectionSource",
     "DatabaseRefusedError",
+    "NodeSource",
     "PoolSource",
     "RedisClient",
     "Reply",
     "TopologyChangedError",
+    "on_every_node",
     "round_trip",
     "source_of",
 ]
@@ -121,6 +123,17 @@ class _NodeLease:
         self._node.release(self.connection)  # type: ignore[arg-type]
 
 
+async def _borrow_from(node: ClusterNode) -> Lease:
+    connection = node.acquire_connection()
+    try:
+        if not connection.is_connected:
+            await connection.connect()  # type: ignore[no-untyped-call]
+    except BaseException:
+        node.release(connection)
+        raise
+    return _NodeLease(node, connection)
+
+
 class ClusterSource:
     """A Redis Cluster: a connection to the primary that holds the routing key's slot."""
 
@@ -134,17 +147,39 @@ class ClusterSource:
         node = self._cluster.get_node_from_key(routing_key)  # type: ignore[arg-type]
         if node is None:
             raise ServiceUnavailableError("redis")
-        connection = node.acquire_connection()
-        try:
-            if not connection.is_connected:
-                await connection.connect()  # type: ignore[no-untyped-call]
-        except BaseException:
-            node.release(connection)
-            raise
-        return _NodeLease(node, connection)
+        return await _borrow_from(node)
 
     async def topology_changed(self) -> None:
         await self._cluster.nodes_manager.initialize()
+
+    async def nodes(self) -> list[NodeSource]:
+        """Every node of the cluster, each as a source of its own."""
+        await self._cluster.initialize()
+        return [NodeSource(node) for node in self._cluster.get_nodes()]
+
+
+class NodeSource:
+    """One node of a cluster, whatever the key (for commands each node must run: ``ACL``)."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: ClusterNode) -> None:
+        self._node = node
+
+    async def borrow(self, routing_key: bytes) -> Lease:
+        return await _borrow_from(self._node)
+
+    async def topology_changed(self) -> None:
+        return None
+
+
+async def on_every_node(client: RedisClient, command: Command) -> list[Reply]:
+    """``command`` on every node of a cluster (or on the one server); their replies."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        nodes = await ClusterSource(client).nodes()
+    else:
+        nodes = [PoolSource(client.connection_pool)]  # type: ignore[list-item]
+    return [(await round_trip(node, b"", [command]))[0] for node in nodes]
 
 
 def source_of(client: RedisClient) -> ConnectionSource:

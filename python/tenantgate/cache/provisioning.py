@@ -48,9 +48,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Final
 
-import redis.asyncio
-
-from tenantgate.cache.connections import round_trip, source_of
+from tenantgate.cache.connections import on_every_node, round_trip, source_of
 from tenantgate.cache.errors import translating
 from tenantgate.cache.passwords import tenant_password
 from tenantgate.db.tenants import redis_database
@@ -158,7 +156,9 @@ class RedisUser:
     async def _known_optional_denied(self) -> tuple[str, ...]:
         """Which of :data:`OPTIONAL_DENIED_COMMANDS` this server knows (asked once)."""
         if self._optional_denied is None:
-            answer = await _command(self._redis, "COMMAND INFO", *OPTIONAL_DENIED_COMMANDS)
+            (answer,) = await round_trip(
+                source_of(self._redis), b"", [("COMMAND", "INFO", *OPTIONAL_DENIED_COMMANDS)]
+            )
             self._optional_denied = tuple(
                 command
                 for command, info in zip(OPTIONAL_DENIED_COMMANDS, _as_list(answer), strict=True)
@@ -175,7 +175,7 @@ class RedisUser:
             optional = await self._known_optional_denied()
             password = tenant_password(self._pepper, names.tenant_id)
             rules = tenant_user_rules(names, password, optional)
-            await _on_every_node(self._redis, "ACL SETUSER", names.redis_user, *rules)
+            await _on_every_node(self._redis, "ACL", "SETUSER", names.redis_user, *rules)
 
     async def undo(self, tenant: TenantUnderway) -> None:
         names = tenant.names
@@ -183,7 +183,7 @@ class RedisUser:
         source = source_of(self._redis)
         routing_key = names.redis_namespace.encode()
         with translating():
-            await _on_every_node(self._redis, "ACL DELUSER", names.redis_user)
+            await _on_every_node(self._redis, "ACL", "DELUSER", names.redis_user)
             cursor: object = b"0"
             found: list[bytes] = []
             while True:
@@ -210,19 +210,11 @@ class RedisUser:
                 await round_trip(source, routing_key, [("UNLINK", *found)], database=database)
 
 
-async def _command(client: RedisClient, *args: str) -> object:
-    """One command as redis-py sends it (its ``execute_command`` is untyped)."""
-    answer: object = await client.execute_command(*args)
-    return answer
-
-
 async def _on_every_node(client: RedisClient, *args: str) -> None:
     """A command for every node: ACLs are each node's own, a cluster does not share them."""
-    if isinstance(client, redis.asyncio.RedisCluster):
-        nodes = redis.asyncio.RedisCluster.ALL_NODES
-        await client.execute_command(*args, target_nodes=nodes)
-    else:
-        await _command(client, *args)
+    for reply in await on_every_node(client, args):
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def _cursor(value: object) -> int:

@@ -34,13 +34,13 @@ from tenantgate.cache import TenantCache
 from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.types import Connection
 from tenantgate.errors import ServiceUnavailableError
+from tenantgate.host_limits import open_limiter
 from tenantgate.http.admin_auth import AdminAuthMiddleware
 from tenantgate.http.metrics import METRICS_STATE_KEY, MetricsMiddleware, ServiceMetrics
 from tenantgate.http.problems import DEFAULT_EXCEPTION_HANDLERS
 from tenantgate.http.request_id import RequestIdMiddleware, attach_request_id
 from tenantgate.identity import IdentityCache, TenantIdentificationMiddleware, TenantIdentity
 from tenantgate.keys import KeyHasher, Verifier
-from tenantgate.limits import Limiter
 from tenantgate.resources import Resources, open_resources
 from tenantgate.settings import Settings
 from tenantgate.tenancy.admin import AdminService
@@ -143,8 +143,9 @@ class TenantGatePlugin(InitPluginProtocol):
         pepper = settings.security.key_pepper
         self.identity = IdentityCache(Verifier(pepper, ttl_seconds=key_cache_ttl_seconds))
         """What this instance knows of keys, plans and custom domains."""
-        self.limiter = Limiter()
-        """The tenants' token buckets."""
+        self.limiter = open_limiter(settings.limits)
+        """The tenants' token buckets: the host's shared table under ``tenantgate serve``,
+        else this process's own."""
         self.issuer = KeyIssuer(KeyHasher(pepper))
         """Makes new API keys."""
 

@@ -4,12 +4,15 @@
 //! * [`store`]: where the TATs live, behind the [`BucketStore`] trait: [`HeapStore`] (sharded
 //!   heap maps, with [`BucketHandle`]s for callers that charge one id again and again).
 //! * [`slots`]: [`SlotStore`], a fixed table of atomics in memory the caller provides, so
-//!   that worker processes can share it (not yet used by the binding).
+//!   that worker processes can share it.
+//! * [`shared`]: a [`SlotStore`] behind a header (seed, time origin) in memory that the
+//!   worker processes of a host map: one budget per tenant per host.
 //!
 //! [`Limiter`] puts a store and a clock together. Each bucket is one `AtomicU64` updated by
 //! compare-and-swap; there is no background refill thread.
 
 pub mod gcra;
+pub mod shared;
 pub mod slots;
 pub mod store;
 

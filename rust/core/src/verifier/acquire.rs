@@ -10,8 +10,10 @@
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
-use crate::clock::same_clock;
-use crate::limiter::{BucketHandle, Decision, Limiter, Quota};
+use std::sync::atomic::AtomicU64;
+
+use crate::clock::{same_clock, Clock};
+use crate::limiter::{BucketHandle, Decision, Limiter, Quota, SlotStore};
 
 use super::{Verdict, Verifier};
 
@@ -85,6 +87,62 @@ impl<B> Limit<B> {
     }
 }
 
+/// A limiter that [`Verifier::verify_and_acquire`] can charge a record's [`Limit`] to: the
+/// heap-store [`Limiter`] (through the record's cached handle) or a limiter over a
+/// [`SlotStore`] (by id: the table is shared, so there is no handle to keep).
+pub trait Charge {
+    /// The clock the limiter reads.
+    fn clock(&self) -> &Arc<dyn Clock>;
+
+    /// Charges `cost` to `limit`'s bucket at `now` (read from [`Charge::clock`]).
+    ///
+    /// # Errors
+    /// When the bucket id cannot be read (then nothing was charged).
+    fn charge<B: BucketId>(
+        &self,
+        limit: &Limit<B>,
+        cost: u64,
+        now: u64,
+    ) -> Result<Decision, B::Error>;
+}
+
+impl Charge for Limiter {
+    #[inline]
+    fn clock(&self) -> &Arc<dyn Clock> {
+        Limiter::clock(self)
+    }
+
+    #[inline]
+    fn charge<B: BucketId>(
+        &self,
+        limit: &Limit<B>,
+        cost: u64,
+        now: u64,
+    ) -> Result<Decision, B::Error> {
+        limit.charge(self, cost, now)
+    }
+}
+
+impl<S: AsRef<[AtomicU64]>> Charge for Limiter<SlotStore<S>> {
+    #[inline]
+    fn clock(&self) -> &Arc<dyn Clock> {
+        Limiter::clock(self)
+    }
+
+    #[inline]
+    fn charge<B: BucketId>(
+        &self,
+        limit: &Limit<B>,
+        cost: u64,
+        now: u64,
+    ) -> Result<Decision, B::Error> {
+        let quota = &*limit.quota;
+        limit
+            .bucket
+            .with_id(|id| self.try_acquire_at(id, quota, cost, now))
+    }
+}
+
 impl<B: BucketId> Limit<B> {
     /// Charges this limit's bucket in `limiter` at `now` (read from the limiter's clock):
     /// through the cached handle if it is this limiter's and its bucket is still held, else
@@ -148,11 +206,11 @@ impl<P: Limited> Verifier<P> {
     /// and the [`Decision`] ([`UNLIMITED`] for a record without a limit). When the verifier
     /// and the limiter read the same clock, it is read once.
     #[inline]
-    pub fn verify_and_acquire<R>(
+    pub fn verify_and_acquire<R, L: Charge + ?Sized>(
         &self,
         header: &[u8],
         host: Option<&[u8]>,
-        limiter: &Limiter,
+        limiter: &L,
         cost: u64,
         on_hit: impl FnOnce(&P) -> R,
     ) -> Verdict<Acquired<R, P>> {
@@ -166,7 +224,7 @@ impl<P: Limited> Verifier<P> {
                     } else {
                         limiter.clock().monotonic_ns()
                     };
-                    limit.charge(limiter, cost, now)?
+                    limiter.charge(limit, cost, now)?
                 }
             };
             Ok((on_hit(p), decision))

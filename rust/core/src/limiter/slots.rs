@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::{CoreError, CoreResult};
 use crate::shard::shard_of;
 
+use super::gcra::tat_of;
 use super::store::{BucketStore, EVICTED};
 
 /// Slots in a group: an id's probe window.
@@ -201,8 +202,7 @@ impl Group<'_> {
                 .is_ok()
             {
                 self.fp(victim).store(fp, Ordering::Release);
-                self.tat(victim)
-                    .store(now.min(RETIRED - 1), Ordering::Release);
+                self.tat(victim).store(tat_of(now), Ordering::Release);
             }
         }
         self.unlock(release);
@@ -211,18 +211,19 @@ impl Group<'_> {
     /// The slot a new id takes, and its TAT: an empty or abandoned slot, else the smallest
     /// TAT (idle if `<= now`, else the bucket closest to full).
     fn victim(&self) -> (usize, u64) {
-        let mut best = (0, u64::MAX);
+        // (slot, its word, its TAT without the quota tag)
+        let mut best = (0, u64::MAX, u64::MAX);
         for s in 0..GROUP_SLOTS {
-            let tat = self.tat(s).load(Ordering::Acquire);
+            let word = self.tat(s).load(Ordering::Acquire);
             // Under the claim, a RETIRED slot is one a crashed claimer left.
-            if self.fp(s).load(Ordering::Acquire) == 0 || tat == RETIRED {
-                return (s, tat);
+            if self.fp(s).load(Ordering::Acquire) == 0 || word == RETIRED {
+                return (s, word);
             }
-            if tat < best.1 {
-                best = (s, tat);
+            if tat_of(word) < best.2 {
+                best = (s, word, tat_of(word));
             }
         }
-        best
+        (best.0, best.1)
     }
 
     fn len(&self) -> usize {

@@ -23,6 +23,8 @@ use parking_lot::RwLock;
 use crate::error::{CoreError, CoreResult};
 use crate::shard::{keep_after_eviction, shard_layout, shard_of, Fingerprinter, Fp, IdentityBuild};
 
+use super::gcra::tat_of;
+
 /// Storage for GCRA buckets: one TAT (a `u64`, see [`super::gcra`]) per id.
 ///
 /// The arithmetic ([`super::gcra::acquire`]) is written once against this trait, so the same
@@ -234,17 +236,20 @@ impl HeapStore {
         };
         map.retain(|_, b| {
             let tat = b.load(Ordering::Acquire);
-            tat > now || !retire(b, tat)
+            tat_of(tat) > now || !retire(b, tat)
         });
         let keep = keep_after_eviction(self.share);
         if map.len() > keep {
-            let mut tats: Vec<u64> = map.values().map(|b| b.load(Ordering::Relaxed)).collect();
+            let mut tats: Vec<u64> = map
+                .values()
+                .map(|b| tat_of(b.load(Ordering::Relaxed)))
+                .collect();
             let drop = tats.len() - keep;
             let (_, &mut threshold, _) = tats.select_nth_unstable(drop - 1);
             let mut dropped = 0;
             map.retain(|_, b| {
                 let tat = b.load(Ordering::Acquire);
-                if dropped < drop && tat <= threshold && retire(b, tat) {
+                if dropped < drop && tat_of(tat) <= threshold && retire(b, tat) {
                     dropped += 1;
                     false
                 } else {

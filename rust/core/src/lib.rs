@@ -46,7 +46,8 @@ pub use keys::{
     Env, KeyHasher, ParsedKey,
 };
 pub use limiter::{
-    shared, BucketHandle, BucketStore, Decision, HeapStore, Limiter, Quota, QuotaValue, SlotStore,
+    shared, BucketHandle, BucketStore, Decision, HeapStore, Limiter, Quota, QuotaValue, SlotKey,
+    SlotStore,
 };
 pub use verifier::{
     Acquired, BucketId, Charge, Limit, Limited, Miss, Record, Verdict, Verifier, VerifierConfig,

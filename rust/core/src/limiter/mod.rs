@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::error::CoreResult;
 
 pub use self::gcra::{Decision, Quota, QuotaValue};
-pub use self::slots::SlotStore;
+pub use self::slots::{SlotKey, SlotStore};
 pub use self::store::{BucketHandle, BucketStore, HeapStore};
 
 /// Many token buckets keyed by id, each checked against a caller-chosen [`Quota`], in the
@@ -78,6 +78,25 @@ impl Limiter {
         let q = quota.get();
         self.store
             .update_handle(handle, move |tat| gcra::Outcome::of(tat, now, &q, cost))
+            .map(|outcome| outcome.decision(&q))
+    }
+}
+
+impl<S: AsRef<[std::sync::atomic::AtomicU64]>> Limiter<SlotStore<S>> {
+    /// [`Limiter::try_acquire_at`] for the id `key` was made from (by this limiter's store:
+    /// [`SlotStore::key`]), without hashing it again; `None`, having taken nothing, if `key`
+    /// is another store's.
+    #[inline]
+    pub fn try_acquire_key_at(
+        &self,
+        key: &SlotKey,
+        quota: &Quota,
+        cost: u64,
+        now: u64,
+    ) -> Option<Decision> {
+        let q = quota.get();
+        self.store
+            .update_key(key, now, move |tat| gcra::Outcome::of(tat, now, &q, cost))
             .map(|outcome| outcome.decision(&q))
     }
 }

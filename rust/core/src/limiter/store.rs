@@ -88,7 +88,7 @@ type Bucket = Arc<AtomicU64>;
 type BucketMap = HashMap<Fp, Bucket, IdentityBuild>;
 
 /// Tells stores apart, so that a [`BucketHandle`] is only used with its own.
-static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
+pub(crate) static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
 
 /// A reference to one id's bucket in one [`HeapStore`], for charging it again without a
 /// lookup: see [`super::Limiter::try_acquire_handle_at`]. 16 bytes: it is kept with every

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::sync::atomic::AtomicU64;
 
 use crate::clock::{same_clock, Clock};
-use crate::limiter::{BucketHandle, Decision, Limiter, Quota, SlotStore};
+use crate::limiter::{BucketHandle, Decision, Limiter, Quota, SlotKey, SlotStore};
 
 use super::{Verdict, Verifier};
 
@@ -62,6 +62,8 @@ pub struct Limit<B> {
     bucket: B,
     /// The bucket in the first limiter charged. Set once: a record lives one TTL.
     handle: OnceLock<BucketHandle>,
+    /// The id's hash in the first shared table charged (which has no handles to keep).
+    slot_key: OnceLock<SlotKey>,
 }
 
 impl<B> Limit<B> {
@@ -71,6 +73,7 @@ impl<B> Limit<B> {
             quota,
             bucket,
             handle: OnceLock::new(),
+            slot_key: OnceLock::new(),
         }
     }
 
@@ -137,9 +140,18 @@ impl<S: AsRef<[AtomicU64]>> Charge for Limiter<SlotStore<S>> {
         now: u64,
     ) -> Result<Decision, B::Error> {
         let quota = &*limit.quota;
-        limit
-            .bucket
-            .with_id(|id| self.try_acquire_at(id, quota, cost, now))
+        if let Some(d) = limit
+            .slot_key
+            .get()
+            .and_then(|k| self.try_acquire_key_at(k, quota, cost, now))
+        {
+            return Ok(d);
+        }
+        limit.bucket.with_id(|id| {
+            // Another limiter's key, or one already set by a racing call, stays.
+            let _ = limit.slot_key.set(self.store().key(id));
+            self.try_acquire_at(id, quota, cost, now)
+        })
     }
 }
 
@@ -282,6 +294,41 @@ mod tests {
             Verdict::Miss(_) => panic!("expected a hit, got a miss"),
             Verdict::Refused => panic!("expected a hit, got a refusal"),
         }
+    }
+
+    #[test]
+    fn a_shared_table_is_charged_through_the_cached_key_and_by_id_alike() {
+        let (clock, v, _) = setup();
+        let words: Vec<std::sync::atomic::AtomicU64> = (0..crate::limiter::shared::words_for(70))
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
+        let one = crate::limiter::shared::attach_with_clock(&words[..], clock.clone()).unwrap();
+        let two = crate::limiter::shared::attach_with_clock(&words[..], clock.clone()).unwrap();
+        let quota = Arc::new(Quota::new(1.0, 4).unwrap());
+        let key = generate_key(Env::Live).unwrap();
+        let limit = Limit::new(quota.clone(), "t".to_owned());
+        insert(&v, &key, "t", Payload(7, Some(limit)));
+        let h = header(&key);
+        // The first charge caches `one`'s key; `two` (another process's view) goes by id.
+        let (_, d) = hit(v.verify_and_acquire(&h, None, &one, 1, |p| p.0));
+        assert_eq!(d.remaining, 3);
+        let (_, d) = hit(v.verify_and_acquire(&h, None, &one, 1, |p| p.0));
+        assert_eq!(d.remaining, 2);
+        let (_, d) = hit(v.verify_and_acquire(&h, None, &two, 1, |p| p.0));
+        assert_eq!(d.remaining, 1);
+        assert_eq!(two.try_acquire("t", &quota, 1).remaining, 0);
+        assert!(
+            !hit(v.verify_and_acquire(&h, None, &one, 1, |p| p.0))
+                .1
+                .allowed
+        );
+        clock.advance(1.0).unwrap();
+        assert!(
+            hit(v.verify_and_acquire(&h, None, &two, 1, |p| p.0))
+                .1
+                .allowed
+        );
+        assert_eq!(one.len(), 1);
     }
 
     #[test]

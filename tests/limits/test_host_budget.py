@@ -14,6 +14,9 @@ import httpx
 import pytest
 
 from tenantgate._native import Limiter, ManualClock, Quota
+from tenantgate.errors import SettingsError
+from tenantgate.host_limits import HostTable, open_limiter
+from tenantgate.settings import Settings
 
 
 def _table(slots: int = 1000) -> tuple[int, mmap.mmap]:
@@ -143,3 +146,36 @@ def test_two_workers_allow_one_budget(serve_tenantgate, service_environment, mak
     assert set(statuses) <= {200, 429}, set(statuses)
     assert statuses.count(429) > 0, "the clients asked for more than the budget"
     assert abs(allowed - budget) <= 0.1 * budget, (allowed, budget, len(statuses))
+
+
+SETTINGS_ENVIRON = {
+    "TENANTGATE_DATABASE_URL": "postgresql://tenantgate:secret@db.internal:5432/tenantgate",
+    "TENANTGATE_REDIS_URL": "redis://:secret@cache.internal:6379/0",
+    "TENANTGATE_ADMIN_TOKEN": "an-admin-token-of-32-characters!",
+    "TENANTGATE_KEY_PEPPER": "00112233445566778899aabbccddeeff",
+}
+
+
+def test_a_process_with_no_table_named_keeps_its_own_buckets():
+    limits = Settings.from_env(SETTINGS_ENVIRON).limits
+    assert (limits.ratelimit_slots, limits.shared_memory) == (65_536, None)
+    limiter = open_limiter(limits)
+    assert not limiter.is_shared
+
+
+def test_workers_attach_to_the_table_the_parent_names():
+    with HostTable(slots=1000) as table:
+        environ = SETTINGS_ENVIRON | table.environ()
+        limits = Settings.from_env(environ).limits
+        one, two = open_limiter(limits), open_limiter(limits)
+    assert one.is_shared
+    assert one.capacity >= 1000
+    quota = Quota(1.0, 2)
+    assert one.try_acquire("t", quota, 2).allowed
+    assert not two.try_acquire("t", quota).allowed, "the mapping outlives the parent's name"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_malformed_table_size_is_named(value: str):
+    with pytest.raises(SettingsError, match="TENANTGATE_RATELIMIT_SLOTS"):
+        Settings.from_env(SETTINGS_ENVIRON | {"TENANTGATE_RATELIMIT_SLOTS": value})

@@ -60,10 +60,36 @@ impl BucketId for Arc<str> {
 pub struct Limit<B> {
     quota: Arc<Quota>,
     bucket: B,
-    /// The bucket in the first limiter charged. Set once: a record lives one TTL.
-    handle: OnceLock<BucketHandle>,
-    /// The id's hash in the first shared table charged (which has no handles to keep).
-    slot_key: OnceLock<SlotKey>,
+    /// The bucket (heap store) or the id's hash (shared table) in the first limiter
+    /// charged. Set once: a record lives one TTL.
+    handle: OnceLock<Cached>,
+}
+
+/// What a [`Limit`] keeps of the first limiter it was charged in: one of the two, so a
+/// record pays for one (records are many; each byte here is a megabyte per million).
+#[derive(Debug)]
+enum Cached {
+    /// A handle on its bucket in a heap store.
+    Handle(BucketHandle),
+    /// Its id's hash in a shared table (which has no handles to keep: a slot can change
+    /// owner in another process).
+    Key(SlotKey),
+}
+
+impl Cached {
+    fn handle(&self) -> Option<&BucketHandle> {
+        match self {
+            Self::Handle(h) => Some(h),
+            Self::Key(_) => None,
+        }
+    }
+
+    fn key(&self) -> Option<&SlotKey> {
+        match self {
+            Self::Key(k) => Some(k),
+            Self::Handle(_) => None,
+        }
+    }
 }
 
 impl<B> Limit<B> {
@@ -73,7 +99,6 @@ impl<B> Limit<B> {
             quota,
             bucket,
             handle: OnceLock::new(),
-            slot_key: OnceLock::new(),
         }
     }
 
@@ -141,15 +166,16 @@ impl<S: AsRef<[AtomicU64]>> Charge for Limiter<SlotStore<S>> {
     ) -> Result<Decision, B::Error> {
         let quota = &*limit.quota;
         if let Some(d) = limit
-            .slot_key
+            .handle
             .get()
+            .and_then(Cached::key)
             .and_then(|k| self.try_acquire_key_at(k, quota, cost, now))
         {
             return Ok(d);
         }
         limit.bucket.with_id(|id| {
             // Another limiter's key, or one already set by a racing call, stays.
-            let _ = limit.slot_key.set(self.store().key(id));
+            let _ = limit.handle.set(Cached::Key(self.store().key(id)));
             self.try_acquire_at(id, quota, cost, now)
         })
     }
@@ -168,15 +194,17 @@ impl<B: BucketId> Limit<B> {
         if let Some(d) = self
             .handle
             .get()
+            .and_then(Cached::handle)
             .and_then(|h| limiter.try_acquire_handle_at(h, quota, cost, now))
         {
             return Ok(d);
         }
         let (d, handle) = self.bucket.with_id(|id| {
-            limiter.try_acquire_with_handle_at(id, quota, cost, now, self.handle.get())
+            let previous = self.handle.get().and_then(Cached::handle);
+            limiter.try_acquire_with_handle_at(id, quota, cost, now, previous)
         })?;
         // Another limiter's handle, or one already set by a racing call, stays.
-        let _ = self.handle.set(handle);
+        let _ = self.handle.set(Cached::Handle(handle));
         Ok(d)
     }
 }

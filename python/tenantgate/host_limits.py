@@ -11,7 +11,9 @@ does any I/O per request, and no lock is taken to charge a bucket.
 The memory is a ``memfd`` (anonymous, never on a file system, gone with the last process
 that maps it: nothing to clean up after a crash), named to the workers as
 ``/proc/<pid>/fd/<fd>`` of the parent, which they can open whether granian forks them or
-spawns fresh interpreters. Its size is fixed: ``TENANTGATE_RATELIMIT_SLOTS`` buckets (16
+spawns fresh interpreters; where there is no ``memfd`` (not Linux), a temporary file the
+parent removes when it stops. With one worker there is no table: the heap is as good, and
+faster. Its size is fixed: ``TENANTGATE_RATELIMIT_SLOTS`` buckets (16
 bytes each). When a table's neighbourhood of an id is full, a new id takes the slot of an
 idle bucket (a full one: nothing is lost) or, failing that, of the bucket closest to full,
 whose debt is then forgiven; size the table for the tenants busy at once.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import tempfile
 from typing import Final, Self
 
 from tenantgate.limits import Limiter
@@ -39,26 +42,28 @@ class HostTable:
     """The host's bucket table: made (and its header written) by the parent process, which
     keeps it open for as long as it serves so that workers it starts later can attach."""
 
-    __slots__ = ("_fd", "_memory", "slots")
+    __slots__ = ("_fd", "_file", "path", "slots")
 
     def __init__(self, slots: int) -> None:
         size = Limiter.shared_size(slots)
         self.slots = slots
         """The buckets asked for (the table holds at least as many)."""
-        self._fd = os.memfd_create("tenantgate-ratelimit", os.MFD_CLOEXEC)
+        self._file: str | None = None
+        if hasattr(os, "memfd_create"):
+            self._fd = os.memfd_create("tenantgate-ratelimit", os.MFD_CLOEXEC)
+            self.path = f"/proc/{os.getpid()}/fd/{self._fd}"
+            """Where another process of this host opens the table (while this one holds
+            it)."""
+        else:  # pragma: no cover - not Linux
+            self._fd, self._file = tempfile.mkstemp(prefix="tenantgate-ratelimit-")
+            self.path = self._file
         try:
             os.ftruncate(self._fd, size)
-            self._memory = mmap.mmap(self._fd, size)
             # Writes the header (seed, time origin) now, so workers never race to write it.
-            Limiter.shared(self._memory)
+            Limiter.shared(mmap.mmap(self._fd, size))
         except BaseException:
-            os.close(self._fd)
+            self.close()
             raise
-
-    @property
-    def path(self) -> str:
-        """Where another process of this host opens the table (while this one holds it)."""
-        return f"/proc/{os.getpid()}/fd/{self._fd}"
 
     def environ(self) -> dict[str, str]:
         """The variables that make ``open_limiter`` in a worker attach to this table."""
@@ -67,6 +72,8 @@ class HostTable:
     def close(self) -> None:
         """Stop naming the table; workers that mapped it keep their mapping."""
         os.close(self._fd)
+        if self._file is not None:  # pragma: no cover - not Linux
+            os.unlink(self._file)
 
     def __enter__(self) -> Self:
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING, Final
@@ -70,9 +71,12 @@ def serve(*, host: str, port: int, workers: int) -> ExitCode:
     from granian.constants import Interfaces
 
     # One table of rate-limit buckets for all the workers, made before granian starts them
-    # and named to them in the environment they inherit (forked or spawned alike).
-    with HostTable(settings.limits.ratelimit_slots) as table:
-        os.environ.update(table.environ())
+    # and named to them in the environment they inherit (forked or spawned alike). One
+    # worker keeps its buckets on its heap.
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            table = stack.enter_context(HostTable(settings.limits.ratelimit_slots))
+            os.environ.update(table.environ())
         server = Granian(
             APP_FACTORY,
             factory=True,

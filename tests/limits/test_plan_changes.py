@@ -130,7 +130,9 @@ def test_after_a_cut_the_tokens_used_are_owed_at_the_new_rate(service, make_tena
 @pytest.mark.parametrize(
     "body",
     [
-        {"rate_per_second": 1e-308, "burst": 1},
+        {"rate_per_second": 5e-324, "burst": 2},
+        {"rate_per_second": 1e-300, "burst": 2},
+        {"rate_per_second": 1e-9, "burst": 2},
         {"rate_per_second": 1e-8, "burst": 1},
         {"rate_per_second": 0.001, "burst": 100_000_000},
         {"rate_per_second": 0, "burst": 1},

@@ -12,14 +12,16 @@ The memory is a ``memfd`` (anonymous, never on a file system, gone with the last
 that maps it: nothing to clean up after a crash), named to the workers as
 ``/proc/<pid>/fd/<fd>`` of the parent, which they can open whether granian forks them or
 spawns fresh interpreters; where there is no ``memfd`` (not Linux), a temporary file the
-parent removes when it stops. With one worker there is no table: the heap is as good, and
-faster. Its size is fixed: ``TENANTGATE_RATELIMIT_SLOTS`` buckets (16
-bytes each). When a table's neighbourhood of an id is full, a new id takes the slot of an
-idle bucket (a full one: nothing is lost) or, failing that, of the bucket closest to full,
-whose debt is then forgiven; size the table for the tenants busy at once.
+parent removes when it stops.
 
-A single process (a test's ``TestClient``, an application using the plugin without
-``tenantgate serve``) has no table named to it and keeps its buckets on the heap.
+The table's size is fixed: ``TENANTGATE_RATELIMIT_SLOTS`` buckets (16 bytes each). When a
+table's neighbourhood of an id is full, a new id takes the slot of an idle bucket (a full
+one: nothing is lost) or, failing that, of the bucket closest to full, whose debt is then
+forgiven; size the table for the tenants busy at once.
+
+A single process (``tenantgate serve --workers 1``, a test's ``TestClient``, an application
+using the plugin on its own) has no table named to it and keeps its buckets on the heap,
+which is as good for one process, and faster.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ class HsmSettings:
 
 @dataclass(frozen=True, slots=True)
 class LimitsSettings:
-    """Upper bounds on what one request may send."""
+    """Upper bounds on what one request may send, and the rate limiter's buckets."""
 
     max_body_bytes: int = _MIB
     """``TENANTGATE_MAX_BODY_BYTES``: the largest request body in bytes (default 1 MiB);

@@ -33,12 +33,14 @@ use super::gcra::tat_of;
 pub trait BucketStore {
     /// Applies one step to `id`'s bucket atomically and returns its answer.
     ///
-    /// `step` gets the bucket's TAT (0 for a bucket the store does not hold: a full one) and
-    /// returns an answer and the new TAT, `None` to leave the bucket unchanged; a new TAT is
-    /// at most [`super::gcra::MAX_TAT`]. It may run more than once when another update wins a
-    /// race; the answer returned is that of the run whose TAT the bucket took (or that
-    /// changed nothing). `now` (monotonic ns, the time `step` decides at) tells the store
-    /// which buckets are idle (`TAT <= now`), should it have to make room.
+    /// `step` gets the bucket's word (its TAT and the tag of the quota that wrote it, see
+    /// [`super::gcra`]; 0 for a bucket the store does not hold: a full one) and returns an
+    /// answer and the new word, `None` to leave the bucket unchanged; a new word is at most
+    /// [`super::gcra::MAX_TAT`]. It may run more than once when another update wins a race;
+    /// the answer returned is that of the run whose word the bucket took (or that changed
+    /// nothing). `now` (monotonic ns, the time `step` decides at) tells the store which
+    /// buckets are idle ([`super::gcra::tat_of`] of the word `<= now`), should it have to
+    /// make room.
     fn update<R>(&self, id: &str, now: u64, step: impl FnMut(u64) -> (R, Option<u64>)) -> R;
 
     /// Buckets currently held.

@@ -24,7 +24,10 @@ ORDER = [
     "auth.verify_header.hit",
     "auth.verify_header.garbage",
     "limit.acquire",
+    "limit.acquire.shared",
+    "limit.acquire.shared.2proc",
     "auth+limit",
+    "auth+limit.shared",
     "auth+limit.two_calls",
 ]
 

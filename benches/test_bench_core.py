@@ -12,6 +12,9 @@ Run with ``pytest benches --benchmark-only --benchmark-json=bench-results.json``
 from __future__ import annotations
 
 import hmac
+import multiprocessing
+import os
+import time
 from collections import deque
 from itertools import repeat
 from types import ModuleType
@@ -19,6 +22,7 @@ from typing import Any
 
 import pytest
 
+import shared_buckets
 from tenantgate import _native as native
 from tenantgate import reference as ref
 
@@ -177,10 +181,12 @@ def test_auth_and_limit_two_calls(benchmark, impl, keys):
 
 
 @IMPLS
-@pytest.mark.benchmark(group="auth+limit")
-def test_auth_and_limit(benchmark, impl, keys):
+@pytest.mark.parametrize("store", ["heap", "shared"])
+def test_auth_and_limit(benchmark, impl, keys, store):
     """The per-request path of the middleware, as it runs: one ``verify_and_acquire`` call
-    identifies the key and charges the quota (and bucket) cached with its record."""
+    identifies the key and charges the quota (and bucket) cached with its record; the
+    buckets on the heap (one process) or in the host's shared table (``tenantgate serve``)."""
+    benchmark.group = "auth+limit" if store == "heap" else "auth+limit.shared"
     quota = impl.Quota(1e9, 1_000_000_000)
     verifier = impl.Verifier(PEPPER, ttl_seconds=3600.0)
     verifier.bind_domain("other-tenant.example", "tenant-x")
@@ -194,7 +200,12 @@ def test_auth_and_limit(benchmark, impl, keys):
             payload=i,
             quota=quota,
         )
-    limiter = impl.Limiter()
+    if store == "heap":
+        limiter = impl.Limiter()
+    else:
+        fd, memory = shared_buckets.new_memory()
+        limiter = shared_limiter(impl, memory, multiprocessing.get_context("spawn").Lock())
+        os.close(fd)
     # Bytes, as the middleware passes them straight from the ASGI scope.
     headers = [f"Bearer {k}".encode() for k in keys]
     host = HOST.encode()
@@ -207,4 +218,60 @@ def test_auth_and_limit(benchmark, impl, keys):
     assert decision.payload == OPS - 1
     assert decision.allowed
     assert decision.remaining < 1_000_000_000
-    assert len(limiter) == OPS
+    if store == "heap":
+        assert len(limiter) == OPS
+
+
+def shared_limiter(impl: ModuleType, memory: Any, lock: Any) -> Any:
+    """A limiter over shared ``memory``: the native table, or the pure-Python reference."""
+    if impl is native:
+        return native.Limiter.shared(memory)
+    return shared_buckets.ReferenceSharedLimiter(memory, lock)
+
+
+@IMPLS
+@pytest.mark.benchmark(group="limit.acquire.shared")
+def test_limit_acquire_shared(benchmark, impl):
+    """One process charging buckets in memory shared by a host's workers."""
+    fd, memory = shared_buckets.new_memory()
+    lock = multiprocessing.get_context("spawn").Lock()
+    limiter = shared_limiter(impl, memory, lock)
+    quota = impl.Quota(1e9, 1_000_000_000)
+    ids = [f"tenant-{i}" for i in range(OPS)]
+    acquire = limiter.try_acquire
+    assert all(acquire(i, quota).allowed for i in ids)
+    decision = run(benchmark, impl, lambda: last(map(acquire, ids, repeat(quota))))
+    assert decision.allowed
+    assert decision.limit == 1_000_000_000
+    os.close(fd)
+
+
+@IMPLS
+@pytest.mark.benchmark(group="limit.acquire.shared.2proc")
+def test_limit_acquire_shared_two_processes(benchmark, impl):
+    """As ``limit.acquire.shared``, while a second process charges the same buckets without
+    pause (timed: this process's calls)."""
+    fd, memory = shared_buckets.new_memory()
+    context = multiprocessing.get_context("spawn")
+    lock = context.Lock()
+    limiter = shared_limiter(impl, memory, lock)  # writes the native header first
+    quota = impl.Quota(*shared_buckets.CONTENDED_QUOTA)
+    ids = [f"tenant-{i}" for i in range(OPS)]
+    ready, stop = context.Event(), context.Event()
+    other = context.Process(
+        target=shared_buckets.contend,
+        args=(name_of(impl), f"/proc/{os.getpid()}/fd/{fd}", lock, ids, ready, stop),
+    )
+    other.start()
+    try:
+        assert ready.wait(60), "the second process never started"
+        acquire = limiter.try_acquire
+        before = acquire(ids[0], quota, 0).remaining
+        time.sleep(0.05)
+        assert acquire(ids[0], quota, 0).remaining < before, "the other process charges too"
+        decision = run(benchmark, impl, lambda: last(map(acquire, ids, repeat(quota))))
+        assert decision.allowed
+    finally:
+        stop.set()
+        other.join(30)
+    os.close(fd)

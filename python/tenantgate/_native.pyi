@@ -5,6 +5,8 @@ Kept honest by ``python -m mypy.stubtest tenantgate._native``.
 
 from typing import Self, final
 
+from typing_extensions import Buffer
+
 __all__ = [
     "Decision",
     "KeyHasher",
@@ -170,5 +172,23 @@ class Limiter:
     """GCRA token buckets keyed by id, each checked against the quota passed in."""
 
     def __new__(cls, *, capacity: int = 1_000_000, clock: ManualClock | None = None) -> Self: ...
+    @staticmethod
+    def shared(memory: Buffer, *, clock: ManualClock | None = None) -> Limiter:
+        """A limiter whose buckets live in ``memory`` (a writable buffer such as an
+        ``mmap.mmap`` of ``shared_size(slots)`` bytes, all zero when new), shared with every
+        limiter over the same memory, in this process or another."""
+
+    @staticmethod
+    def shared_size(slots: int) -> int:
+        """The bytes of shared memory a table of at least ``slots`` buckets needs."""
+
     def try_acquire(self, id: str, quota: Quota, cost: int = 1) -> Decision: ...
+    @property
+    def capacity(self) -> int:
+        """The most buckets this limiter holds."""
+
+    @property
+    def is_shared(self) -> bool:
+        """Whether the buckets are in shared memory."""
+
     def __len__(self) -> int: ...

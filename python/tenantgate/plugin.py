@@ -40,6 +40,7 @@ from tenantgate.cache.announcements import listen, publish
 from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.types import Connection
 from tenantgate.errors import ServiceUnavailableError
+from tenantgate.host_limits import open_limiter
 from tenantgate.http.admin_auth import AdminAuthMiddleware
 from tenantgate.http.metrics import (
     METRICS_STATE_KEY,
@@ -54,7 +55,6 @@ from tenantgate.http.routing_refusal import RoutingRefusal
 from tenantgate.identity import IdentityCache, TenantIdentificationMiddleware, TenantIdentity
 from tenantgate.identity.brake import GuessingBrake
 from tenantgate.keys import KeyHasher, Verifier
-from tenantgate.limits import Limiter
 from tenantgate.resources import Resources, open_resources
 from tenantgate.settings import Settings
 from tenantgate.tenancy.admin import AdminService
@@ -179,8 +179,9 @@ class TenantGatePlugin(InitPluginProtocol):
         pepper = settings.security.key_pepper
         self.identity = IdentityCache(Verifier(pepper, ttl_seconds=key_cache_ttl_seconds))
         """What this instance knows of keys, plans and custom domains."""
-        self.limiter = Limiter()
-        """The tenants' token buckets."""
+        self.limiter = open_limiter(settings.limits)
+        """The tenants' token buckets: the host's shared table under ``tenantgate serve``,
+        else this process's own."""
         self.brake = GuessingBrake()
         """Failed identifications per source address (the brake on key guessing)."""
         self.metrics.registry.register(FrontDoorCollector(self.identity.keys, self.brake))

@@ -77,8 +77,23 @@ _MAX_DOMAIN_LENGTH = 255
 _SHA256_BLOCK = 64
 _INF = math.inf
 _NS_PER_SECOND = 1_000_000_000
-_MAX_WINDOW_NS = 1 << 62
+_MAX_WINDOW_NS = 1 << 56
 _U32_MAX = 0xFFFF_FFFF
+_U64 = (1 << 64) - 1
+# A bucket word: the TAT in the low 58 bits, the tag of the quota that wrote it above.
+_TAT_BITS = 58
+_TAT_MASK = (1 << _TAT_BITS) - 1
+_TAGS = 62
+
+
+def _quota_tag(interval_ns: int, burst: int) -> int:
+    """A quota's tag, 1..62: splitmix64's finaliser over its interval and burst, as in the
+    native core."""
+    x = interval_ns ^ ((burst << 32) | burst)
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _U64
+    x ^= x >> 31
+    return 1 + x % _TAGS
 
 
 def _base62_6(n: int) -> str:
@@ -575,7 +590,9 @@ class Quota:
     """A rate (tokens per second) and a burst (bucket size); shared and updatable.
 
     As in the native core, the emission interval is ``ceil(1e9 / rate)`` whole nanoseconds
-    (at least 1, at most 2**62) and the tolerance ``interval * burst`` (at most 2**62).
+    (at least 1, at most 2**56) and the tolerance ``interval * burst`` (at most 2**56). An
+    update remembers the values it replaced, so that buckets last charged under them are
+    read in the new values' terms (see :class:`Limiter`).
     """
 
     __slots__ = ("_value",)
@@ -594,9 +611,23 @@ class Quota:
             raise OverflowError("burst must fit in 32 bits")
         interval = _NS_PER_SECOND / rate
         interval_ns = _MAX_WINDOW_NS if interval >= _MAX_WINDOW_NS else max(1, math.ceil(interval))
+        burst = int(burst)
+        old = getattr(self, "_value", None)
+        previous = None
+        if old is not None:
+            if (old[0], old[1]) == (rate, burst):
+                return
+            previous = (old[2], old[4], rate > old[0] and burst >= old[1])
         # One attribute, replaced whole: a reader sees the old quota or the new one, never
-        # the new rate with the old burst (the native core keeps it in one atomic word).
-        self._value = (rate, int(burst), interval_ns, min(interval_ns * burst, _MAX_WINDOW_NS))
+        # the new rate with the old burst (the native core keeps it behind a seqlock).
+        self._value = (
+            rate,
+            burst,
+            interval_ns,
+            min(interval_ns * burst, _MAX_WINDOW_NS),
+            _quota_tag(interval_ns, burst),
+            previous,
+        )
 
     @property
     def rate_per_second(self) -> float:
@@ -648,6 +679,11 @@ class Limiter:
     With interval ``T`` and tolerance ``tau``, a request of ``cost`` is allowed when
     ``max(TAT, now) + T * cost - now <= tau``, which then becomes the new TAT. ``cost == 0``
     only reports; ``cost > burst`` is never allowed (``retry_after`` is infinite).
+
+    Each TAT is stored tagged with its quota's values; a bucket tagged with the values a
+    quota had before its last update has its debt forgiven if the update raised the quota
+    (a higher rate, a burst no lower), else converted to the new interval; then, as for any
+    other bucket, capped at the new tolerance.
     """
 
     __slots__ = ("_capacity", "_lock", "_now_ns", "_tats")
@@ -668,23 +704,28 @@ class Limiter:
             # Read under the lock: a decision must not apply a quota older than the one the
             # decision before it saw (that would re-inflate a bucket whose debt a shrinking
             # quota just capped).
-            _rate, burst, interval, tau = quota._value
+            _rate, burst, interval, tau, tag, previous = quota._value
             now = self._now_ns()
             tats = self._tats
-            tat = tats.get(id)
-            if tat is None:
+            word = tats.get(id)
+            if word is None:
                 if len(tats) >= self._capacity:
                     self._evict(now)
-                tats[id] = tat = 0
+                tats[id] = word = 0
+            tat, word_tag = word & _TAT_MASK, word >> _TAT_BITS
             used = tat - now if tat > now else 0
-            if used > tau:  # the quota shrank since: the bucket is empty, no emptier
-                used = tau
-                tats[id] = now + tau
+            if used and word_tag not in (0, tag) and previous and previous[1] == word_tag:
+                # Written under the values this quota had before its last update.
+                used = 0 if previous[2] else -(-used * interval // previous[0])
+            if used > tau or word_tag not in (0, tag):
+                # The quota changed since: the bucket is empty, no emptier.
+                used = min(used, tau)
+                tats[id] = (tag << _TAT_BITS) | min(now + used, _TAT_MASK)
             increment = interval * cost
             after = used + increment
             if after <= tau and cost <= burst:
                 if cost:
-                    tats[id] = now + after
+                    tats[id] = (tag << _TAT_BITS) | min(now + after, _TAT_MASK)
                 remaining = (tau - after) // interval
                 return Decision(
                     True, burst, remaining if remaining < burst else burst, after / 1e9, 0.0
@@ -698,7 +739,7 @@ class Limiter:
     def _evict(self, now: int) -> None:
         """Make room: drop full buckets (they carry no state), else the oldest one."""
         tats = self._tats
-        full = [i for i, t in tats.items() if t <= now]
+        full = [i for i, t in tats.items() if t & _TAT_MASK <= now]
         for i in full:
             del tats[i]
         if len(tats) >= self._capacity:

@@ -213,7 +213,7 @@ class HsmSettings:
 
 @dataclass(frozen=True, slots=True)
 class LimitsSettings:
-    """Upper bounds on what one request may send."""
+    """Upper bounds on what one request may send, and the rate limiter's buckets."""
 
     max_body_bytes: int = _MIB
     """``TENANTGATE_MAX_BODY_BYTES``: the largest request body in bytes (default 1 MiB);
@@ -221,6 +221,16 @@ class LimitsSettings:
 
     max_file_bytes: int = 100 * _MIB
     """``TENANTGATE_MAX_FILE_BYTES``: the largest file upload in bytes (default 100 MiB)."""
+
+    ratelimit_slots: int = 65_536
+    """``TENANTGATE_RATELIMIT_SLOTS``: how many tenants' rate-limit buckets are kept (16 bytes
+    each; default 65,536, about 1 MiB). When full, idle buckets make room first; see
+    :mod:`tenantgate.host_limits`."""
+
+    shared_memory: str | None = None
+    """``TENANTGATE_RATELIMIT_SHM``: the host's bucket table, shared by the worker processes.
+    Set by ``tenantgate serve`` for its workers, not by hand; unset, a process keeps its
+    buckets to itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +284,8 @@ class Settings:
             limits=LimitsSettings(
                 max_body_bytes=env.positive_int("MAX_BODY_BYTES", default=_MIB),
                 max_file_bytes=env.positive_int("MAX_FILE_BYTES", default=100 * _MIB),
+                ratelimit_slots=env.positive_int("RATELIMIT_SLOTS", default=65_536),
+                shared_memory=env.optional("RATELIMIT_SHM"),
             ),
             hsm=_hsm_settings(env),
         )

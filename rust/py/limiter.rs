@@ -8,6 +8,7 @@ use tenantgate_core as core;
 use crate::clock::ManualClock;
 use crate::convert::{self, non_negative};
 use crate::errors::{value_error, Error};
+use crate::shared::SharedWords;
 
 fn burst(value: i64) -> PyResult<u32> {
     match u32::try_from(value) {
@@ -126,10 +127,18 @@ impl From<core::Decision> for Decision {
     }
 }
 
+/// Where a `Limiter` keeps its buckets.
+pub enum Buckets {
+    /// This process's heap maps.
+    Heap(core::Limiter),
+    /// A slot table in memory shared by the worker processes of a host.
+    Shared(core::shared::SharedLimiter<SharedWords>),
+}
+
 /// Token buckets (GCRA) keyed by id, each checked against the quota passed in.
 #[pyclass(frozen, module = "tenantgate._native")]
 pub struct Limiter {
-    pub(crate) inner: core::Limiter,
+    pub(crate) inner: Buckets,
 }
 
 #[pymethods]
@@ -138,25 +147,80 @@ impl Limiter {
     #[pyo3(signature = (*, capacity = 1_000_000, clock = None))]
     fn new(capacity: usize, clock: Option<&Bound<'_, ManualClock>>) -> PyResult<Self> {
         let inner = core::Limiter::new(capacity, convert::clock(clock)).map_err(Error)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Buckets::Heap(inner),
+        })
+    }
+
+    /// A limiter whose buckets live in `memory` (a writable buffer, e.g. an `mmap.mmap` of
+    /// `shared_size(slots)` bytes, all zero when new), shared with every other limiter over
+    /// the same memory, in this process or another. The first one writes the table's header.
+    #[staticmethod]
+    #[pyo3(signature = (memory, *, clock = None))]
+    fn shared(memory: &Bound<'_, PyAny>, clock: Option<&Bound<'_, ManualClock>>) -> PyResult<Self> {
+        let words = SharedWords::new(memory)?;
+        let inner = match clock {
+            None => core::shared::attach(words),
+            Some(c) => core::shared::attach_with_clock(words, c.get().shared()),
+        }
+        .map_err(Error)?;
+        Ok(Self {
+            inner: Buckets::Shared(inner),
+        })
+    }
+
+    /// The bytes of shared memory a table of at least `slots` buckets needs.
+    #[staticmethod]
+    fn shared_size(slots: usize) -> PyResult<usize> {
+        if slots == 0 {
+            return Err(value_error("slots must be at least 1"));
+        }
+        core::shared::words_for(slots)
+            .checked_mul(8)
+            .ok_or_else(|| value_error("slots is too large"))
     }
 
     /// Takes `cost` tokens from `id`'s bucket under `quota` if it has them.
     #[pyo3(signature = (id, quota, cost = 1))]
     fn try_acquire(&self, id: &str, quota: &Bound<'_, Quota>, cost: i64) -> PyResult<Decision> {
         let cost = non_negative(cost, "cost must not be negative")?;
-        Ok(self.inner.try_acquire(id, &quota.get().inner, cost).into())
+        let quota = &quota.get().inner;
+        Ok(match &self.inner {
+            Buckets::Heap(l) => l.try_acquire(id, quota, cost),
+            Buckets::Shared(l) => l.try_acquire(id, quota, cost),
+        }
+        .into())
+    }
+
+    /// The most buckets this limiter holds (when full, see the README: idle buckets go
+    /// first).
+    #[getter]
+    fn capacity(&self) -> usize {
+        match &self.inner {
+            Buckets::Heap(l) => l.capacity(),
+            Buckets::Shared(l) => l.capacity(),
+        }
+    }
+
+    /// Whether the buckets are in shared memory.
+    #[getter]
+    fn is_shared(&self) -> bool {
+        matches!(self.inner, Buckets::Shared(_))
     }
 
     fn __len__(&self) -> usize {
-        self.inner.len()
+        match &self.inner {
+            Buckets::Heap(l) => l.len(),
+            Buckets::Shared(l) => l.len(),
+        }
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "Limiter(len={}, capacity={})",
-            self.inner.len(),
-            self.inner.capacity()
+            "Limiter(len={}, capacity={}, shared={})",
+            self.__len__(),
+            self.capacity(),
+            if self.is_shared() { "True" } else { "False" }
         )
     }
 }

@@ -9,7 +9,7 @@ use crate::clock::ManualClock;
 use crate::convert::{self, non_negative, str_or_bytes};
 use crate::errors::Error;
 use crate::keys::hash_with;
-use crate::limiter::{Decision, Limiter, Quota};
+use crate::limiter::{Buckets, Decision, Limiter, Quota};
 
 /// What the binding caches per key: the caller's payload, and the rate limit
 /// `verify_and_acquire` charges.
@@ -168,11 +168,11 @@ impl Verifier {
         let Some((header, host)) = header_and_host(authorization, host)? else {
             return Ok(None);
         };
-        let verdict =
-            self.inner
-                .verify_and_acquire(header, host, &limiter.get().inner, cost, |p| {
-                    p.object.clone_ref(py)
-                });
+        let on_hit = |p: &Payload| p.object.clone_ref(py);
+        let verdict = match &limiter.get().inner {
+            Buckets::Heap(l) => self.inner.verify_and_acquire(header, host, l, cost, on_hit),
+            Buckets::Shared(l) => self.inner.verify_and_acquire(header, host, l, cost, on_hit),
+        };
         match verdict {
             Verdict::Hit(hit) => {
                 let (object, decision) = hit?;

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from typing import TYPE_CHECKING, Final
 
 from tenantgate.cli.arguments import at_least_one, tcp_port
 from tenantgate.cli.exit_codes import ExitCode
 from tenantgate.cli.reporting import load_settings
+from tenantgate.host_limits import HostTable
 
 if TYPE_CHECKING:
     from tenantgate.cli import Subcommands
@@ -60,19 +63,27 @@ def serve(*, host: str, port: int, workers: int) -> ExitCode:
     """Serve the application with granian until it is stopped."""
     # Checked here, once, so a bad setting is one clear line instead of a traceback from
     # every worker process.
-    if load_settings("tenantgate", None, sys.stderr) is None:
+    settings = load_settings("tenantgate", None, sys.stderr)
+    if settings is None:
         return ExitCode.USAGE
 
     from granian import Granian
     from granian.constants import Interfaces
 
-    server = Granian(
-        APP_FACTORY,
-        factory=True,
-        interface=Interfaces.ASGI,
-        address=host,
-        port=port,
-        workers=workers,
-    )
-    server.serve()
+    # One table of rate-limit buckets for all the workers, made before granian starts them
+    # and named to them in the environment they inherit (forked or spawned alike). One
+    # worker keeps its buckets on its heap.
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            table = stack.enter_context(HostTable(settings.limits.ratelimit_slots))
+            os.environ.update(table.environ())
+        server = Granian(
+            APP_FACTORY,
+            factory=True,
+            interface=Interfaces.ASGI,
+            address=host,
+            port=port,
+            workers=workers,
+        )
+        server.serve()
     return ExitCode.OK

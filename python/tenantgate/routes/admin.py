@@ -157,7 +157,15 @@ class AdminController(ApiController):
     async def list_plans(self, admin: Admin) -> PlanList:
         return PlanList(plans=await admin.list_plans())
 
-    @put("/plans/{name:str}")
+    @put(
+        "/plans/{name:str}",
+        responses=problems(
+            notes={
+                422: "Also when ceil(1e9 / rate_per_second) * burst exceeds 2**56 ns (a bucket"
+                " must refill within about 833 days: the limiter's exact range)."
+            }
+        ),
+    )
     async def put_plan(
         self, name: PlanNameParam, data: JSONBody[PutPlan], request: AnyRequest, admin: Admin
     ) -> Plan:

@@ -6,9 +6,10 @@ rejects bad input before a handler runs; the few it cannot are checked in `valid
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 from uuid import UUID
 
 import msgspec
@@ -20,6 +21,7 @@ __all__ = [
     "DOMAIN_PATTERN",
     "JSON_VALUE_SCHEMAS",
     "MAX_ITEM_DEPTH",
+    "MAX_PLAN_WINDOW_NS",
     "NO_NUL_PATTERN",
     "PLAN_NAME_PATTERN",
     "REQUEST_BODIES",
@@ -203,9 +205,24 @@ class RotateKey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     grace_seconds: Annotated[int, msgspec.Meta(ge=0, le=TEN_YEARS)] = 86400
 
 
+MAX_PLAN_WINDOW_NS: Final = 2**56
+"""The longest a plan's bucket may take to refill (``ceil(1e9 / rate) * burst`` ns, about
+833 days): the native limiter's bound, within which its arithmetic is exact (past it, it
+would clamp the plan to a faster one)."""
+
+
 class PutPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_per_second: Annotated[float, msgspec.Meta(gt=0, lt=1e9)]
     burst: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+
+    def __post_init__(self) -> None:
+        # A ValueError here is a validation error (422), from Litestar and strict_body alike.
+        interval = 1e9 / self.rate_per_second  # may be inf for the tiniest rates
+        if interval > MAX_PLAN_WINDOW_NS or math.ceil(interval) * self.burst > MAX_PLAN_WINDOW_NS:
+            raise ValueError(
+                "burst / rate_per_second must be at most 2**56 ns (about 833 days): the"
+                " bucket must refill within that"
+            )
 
 
 class Me(msgspec.Struct, frozen=True):

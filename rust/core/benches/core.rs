@@ -8,8 +8,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use std::sync::atomic::AtomicU64;
 
 use tenantgate_core::{
-    generate_key, Clock, Env, KeyHasher, Limit, Limiter, ParsedKey, Quota, Record, SlotStore,
-    SystemClock, Verdict, Verifier, VerifierConfig,
+    generate_key, shared, Clock, Env, KeyHasher, Limit, Limiter, ParsedKey, Quota, Record,
+    SlotStore, SystemClock, Verdict, Verifier, VerifierConfig,
 };
 
 fn benches(c: &mut Criterion) {
@@ -82,6 +82,26 @@ fn benches(c: &mut Criterion) {
         });
     });
 
+    // The host-wide table as `tenantgate serve` uses it: a header, then the slots, and
+    // CLOCK_MONOTONIC from the table's origin (comparable across processes).
+    let shared_words: Vec<AtomicU64> = (0..shared::words_for(65_536))
+        .map(|_| AtomicU64::new(0))
+        .collect();
+    let Ok(shared_limiter) = shared::attach(&shared_words[..]) else {
+        return;
+    };
+    c.bench_function("try_acquire_shared", |b| {
+        b.iter(|| {
+            shared_limiter
+                .try_acquire(black_box("tenant-1234"), &quota, 1)
+                .allowed
+        });
+    });
+    let host_clock = shared_limiter.clock().clone();
+    c.bench_function("clock_host_monotonic_ns", |b| {
+        b.iter(|| host_clock.monotonic_ns())
+    });
+
     // The one call per request: verify, then charge the record's cached bucket handle.
     let Ok(fused) = Verifier::new(&pepper, VerifierConfig::default(), clock.clone()) else {
         return;
@@ -104,6 +124,20 @@ fn benches(c: &mut Criterion) {
                     black_box(header.as_bytes()),
                     Some(b"api.example"),
                     &limiter,
+                    1,
+                    |_| ()
+                ),
+                Verdict::Hit(Ok(((), d))) if d.allowed
+            )
+        });
+    });
+    c.bench_function("verify_and_acquire_shared", |b| {
+        b.iter(|| {
+            matches!(
+                fused.verify_and_acquire(
+                    black_box(header.as_bytes()),
+                    Some(b"api.example"),
+                    &shared_limiter,
                     1,
                     |_| ()
                 ),

@@ -67,10 +67,48 @@ impl Clock for SystemClock {
 
     #[inline]
     fn unix_seconds(&self) -> f64 {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_secs_f64(),
-            Err(e) => -e.duration().as_secs_f64(),
-        }
+        wall_seconds()
+    }
+}
+
+/// `CLOCK_MONOTONIC` from an origin: the time base of memory shared by the processes of one
+/// host ([`crate::limiter::shared`]), since every process reads the same clock.
+///
+/// [`SystemClock`]'s TSC readings are not comparable across processes: each has its own
+/// origin and its own calibration (a 10⁻⁵ disagreement is 10 ms after 1000 s). This clock
+/// costs a vDSO call (about 20 ns) instead.
+#[derive(Debug, Clone, Copy)]
+pub struct HostClock {
+    origin: u64,
+}
+
+impl HostClock {
+    /// A clock reading `CLOCK_MONOTONIC` nanoseconds since `origin` (a [`HostClock::raw_ns`]
+    /// reading; 0 for readings before it).
+    #[must_use]
+    pub fn since(origin: u64) -> Self {
+        Self { origin }
+    }
+
+    /// `CLOCK_MONOTONIC` in nanoseconds since boot: the same in every process of the host.
+    #[must_use]
+    pub fn raw_ns() -> u64 {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+        let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+        secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+    }
+}
+
+impl Clock for HostClock {
+    #[inline]
+    fn monotonic_ns(&self) -> u64 {
+        Self::raw_ns().saturating_sub(self.origin)
+    }
+
+    #[inline]
+    fn unix_seconds(&self) -> f64 {
+        wall_seconds()
     }
 }
 
@@ -150,6 +188,14 @@ pub fn same_clock(a: &Arc<dyn Clock>, b: &Arc<dyn Clock>) -> bool {
     std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
 
+/// Seconds since the Unix epoch, from the wall clock.
+fn wall_seconds() -> f64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
 fn check_finite(value: f64, message: &'static str) -> CoreResult<()> {
     if value.is_finite() {
         Ok(())
@@ -189,6 +235,18 @@ mod tests {
         let b: Arc<dyn Clock> = Arc::new(SystemClock::new());
         assert!(same_clock(&a, &a.clone()));
         assert!(!same_clock(&a, &b));
+    }
+
+    #[test]
+    fn host_clock_counts_from_its_origin() {
+        let origin = HostClock::raw_ns();
+        assert!(origin > 0);
+        let c = HostClock::since(origin);
+        let a = c.monotonic_ns();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = c.monotonic_ns();
+        assert!(b >= a + 2_000_000, "{a} {b}");
+        assert_eq!(HostClock::since(u64::MAX).monotonic_ns(), 0);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub mod limiter;
 mod shard;
 pub mod verifier;
 
-pub use clock::{same_clock, Clock, ManualClock, SystemClock};
+pub use clock::{same_clock, Clock, HostClock, ManualClock, SystemClock};
 pub use error::{CoreError, CoreResult, KeyFormatError};
 pub use header::{bearer_token, normalize_host, MAX_DOMAIN_LEN};
 pub use keys::{
@@ -47,8 +47,10 @@ pub use keys::{
     Env, KeyHasher, ParsedKey,
 };
 pub use limiter::{
-    BucketHandle, BucketStore, Decision, HeapStore, Limiter, Quota, QuotaValue, SlotStore,
+    shared, BucketHandle, BucketStore, Decision, HeapStore, Limiter, Quota, QuotaValue, SlotKey,
+    SlotStore,
 };
 pub use verifier::{
-    Acquired, BucketId, Limit, Limited, Miss, Record, Verdict, Verifier, VerifierConfig, UNLIMITED,
+    Acquired, BucketId, Charge, Limit, Limited, Miss, Record, Verdict, Verifier, VerifierConfig,
+    UNLIMITED,
 };

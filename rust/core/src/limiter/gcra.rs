@@ -11,6 +11,25 @@
 //!
 //! A [`Quota`] is shared by every bucket that uses it; [`Quota::update`] takes effect on the
 //! next call for all of them.
+//!
+//! # Plan changes
+//!
+//! A bucket word is a TAT (the low [`TAT_BITS`] bits) and the *tag* of the quota that wrote
+//! it (the 6 bits above: a hash of its interval and burst, 1..=62; 0 for a word no quota
+//! wrote). A quota remembers the values it had before its last update, so a bucket still
+//! tagged with them is read in the new quota's terms on its next call:
+//!
+//! * **raised** (a higher rate, a burst no lower): the old debt is forgiven. The new plan
+//!   would have refilled the bucket faster than the old one did, by an amount only the
+//!   bucket's history knows; forgiving refuses nothing the new plan would allow, and lets
+//!   through at most the old plan's outstanding tokens, once.
+//! * **otherwise** (a lower rate or burst, or the same rate): the tokens the old debt stands
+//!   for are still owed, at the new interval (`debt × T_new / T_old`, rounded up), and the
+//!   debt is capped at the new tolerance: a lowered plan applies at once.
+//!
+//! A bucket tagged with neither the quota's values nor its previous ones (two changes since
+//! it was charged, another process still on older values, or a tag collision: 1 in 62) keeps
+//! its debt, capped at the new tolerance. The converted TAT is written back with the new tag.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
@@ -21,9 +40,41 @@ use crate::error::{CoreError, CoreResult};
 
 use super::store::BucketStore;
 
-/// The largest emission interval and tolerance, in ns (2⁶² ns ≈ 146 years), so that
-/// arithmetic on TATs never overflows.
-const MAX_WINDOW_NS: u64 = 1 << 62;
+/// The largest emission interval and tolerance, in ns (2⁵⁶ ns ≈ 833 days), so that a TAT
+/// (now + tolerance) fits in [`TAT_BITS`] for clocks up to about 6.8 years from their origin.
+pub const MAX_WINDOW_NS: u64 = 1 << 56;
+
+/// Bits of a bucket word that hold the TAT; the bits above hold the quota tag.
+pub const TAT_BITS: u32 = 58;
+
+/// The TAT bits of a bucket word.
+const TAT_MASK: u64 = (1 << TAT_BITS) - 1;
+
+/// Quota tags are 1..=`TAGS`: never all ones, so no word equals a store's sentinel.
+const TAGS: u64 = 62;
+
+/// The TAT of a bucket word (without its quota tag).
+#[inline]
+#[must_use]
+pub fn tat_of(word: u64) -> u64 {
+    word & TAT_MASK
+}
+
+/// The quota tag of a bucket word.
+#[inline]
+fn tag_of(word: u64) -> u64 {
+    word >> TAT_BITS
+}
+
+/// The tag of a quota of `interval_ns` and `burst`, the same in every process and build.
+fn tag(interval_ns: u64, burst: u32) -> u64 {
+    let mut x = interval_ns ^ (u64::from(burst) << 32 | u64::from(burst));
+    // splitmix64's finaliser.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    1 + x % TAGS
+}
 
 /// A rate and burst, shared by all the buckets that use it.
 ///
@@ -36,7 +87,22 @@ pub struct Quota {
     interval_ns: AtomicU64,
     burst: AtomicU64,
     rate_bits: AtomicU64,
+    /// The interval before the last update that changed the values (0: none).
+    previous_interval_ns: AtomicU64,
+    /// The tag before that update, and bit 8 set if the update raised the quota.
+    previous_tag: AtomicU64,
     writer: Mutex<()>,
+}
+
+/// What a quota was before its last change, for buckets last charged then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Previous {
+    /// The interval then.
+    pub interval_ns: u64,
+    /// The tag then.
+    pub tag: u64,
+    /// Whether the change raised the quota (a higher rate, a burst no lower).
+    pub raised: bool,
 }
 
 /// A consistent snapshot of a [`Quota`].
@@ -46,8 +112,12 @@ pub struct QuotaValue {
     pub rate_per_second: f64,
     /// Most requests allowed at once.
     pub burst: u32,
-    /// `ceil(1e9 / rate_per_second)`, at least 1 and at most 2⁶².
+    /// `ceil(1e9 / rate_per_second)`, at least 1 and at most 2⁵⁶.
     pub interval_ns: u64,
+    /// This quota's tag (see the module's docs).
+    pub tag: u64,
+    /// The values before the last change, if any.
+    pub previous: Option<Previous>,
 }
 
 impl QuotaValue {
@@ -72,10 +142,12 @@ impl QuotaValue {
             rate_per_second,
             burst,
             interval_ns,
+            tag: tag(interval_ns, burst),
+            previous: None,
         })
     }
 
-    /// The tolerance `T × burst`, capped at 2⁶² ns.
+    /// The tolerance `T × burst`, capped at 2⁵⁶ ns.
     fn tau_ns(&self) -> u64 {
         self.interval_ns
             .saturating_mul(u64::from(self.burst))
@@ -95,6 +167,8 @@ impl Quota {
             interval_ns: AtomicU64::new(v.interval_ns),
             burst: AtomicU64::new(u64::from(v.burst)),
             rate_bits: AtomicU64::new(v.rate_per_second.to_bits()),
+            previous_interval_ns: AtomicU64::new(0),
+            previous_tag: AtomicU64::new(0),
             writer: Mutex::new(()),
         })
     }
@@ -106,9 +180,18 @@ impl Quota {
     pub fn update(&self, rate_per_second: f64, burst: u32) -> CoreResult<()> {
         let v = QuotaValue::new(rate_per_second, burst)?;
         let _guard = self.writer.lock();
+        let old = self.get();
+        if (old.rate_per_second, old.burst) == (v.rate_per_second, v.burst) {
+            return Ok(());
+        }
+        let raised = v.rate_per_second > old.rate_per_second && v.burst >= old.burst;
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
+        self.previous_interval_ns
+            .store(old.interval_ns, Ordering::Relaxed);
+        self.previous_tag
+            .store(old.tag | (u64::from(raised) << 8), Ordering::Relaxed);
         self.interval_ns.store(v.interval_ns, Ordering::Relaxed);
         self.burst.store(u64::from(v.burst), Ordering::Relaxed);
         self.rate_bits
@@ -126,12 +209,21 @@ impl Quota {
                 let interval_ns = self.interval_ns.load(Ordering::Relaxed);
                 let burst = self.burst.load(Ordering::Relaxed);
                 let rate_bits = self.rate_bits.load(Ordering::Relaxed);
+                let previous_interval_ns = self.previous_interval_ns.load(Ordering::Relaxed);
+                let previous_tag = self.previous_tag.load(Ordering::Relaxed);
                 fence(Ordering::Acquire);
                 if self.seq.load(Ordering::Relaxed) == before {
+                    let burst = u32::try_from(burst).unwrap_or(u32::MAX);
                     return QuotaValue {
                         rate_per_second: f64::from_bits(rate_bits),
-                        burst: u32::try_from(burst).unwrap_or(u32::MAX),
+                        burst,
                         interval_ns,
+                        tag: tag(interval_ns, burst),
+                        previous: (previous_interval_ns != 0).then_some(Previous {
+                            interval_ns: previous_interval_ns,
+                            tag: previous_tag & 0xff,
+                            raised: previous_tag & 0x100 != 0,
+                        }),
                     };
                 }
             }
@@ -168,9 +260,35 @@ pub struct Decision {
     pub retry_after: f64,
 }
 
-/// The largest TAT [`decide`] ever returns, so that a store can reserve `u64::MAX` as a
-/// sentinel of its own (an evicted or retired bucket).
-pub const MAX_TAT: u64 = u64::MAX - 1;
+/// The largest bucket word [`decide`] ever returns, so that a store can reserve `u64::MAX`
+/// as a sentinel of its own (an evicted or retired bucket).
+pub const MAX_TAT: u64 = (TAGS << TAT_BITS) | TAT_MASK;
+
+/// The debt (ns past `now`) of a bucket whose word is `word`, in `q`'s terms (see the
+/// module's docs on plan changes).
+#[inline]
+fn debt_under(word: u64, now: u64, q: &QuotaValue) -> u64 {
+    let debt = tat_of(word).saturating_sub(now);
+    let tag = tag_of(word);
+    if tag == q.tag || tag == 0 || debt == 0 {
+        return debt;
+    }
+    match q.previous {
+        Some(p) if p.tag == tag && p.raised => 0,
+        Some(p) if p.tag == tag => {
+            let owed = (u128::from(debt) * u128::from(q.interval_ns))
+                .div_ceil(u128::from(p.interval_ns.max(1)));
+            u64::try_from(owed).unwrap_or(u64::MAX)
+        }
+        _ => debt,
+    }
+}
+
+/// A bucket word: `tat` (capped to fit) tagged with `q`'s tag.
+#[inline]
+fn word(tat: u64, q: &QuotaValue) -> u64 {
+    (q.tag << TAT_BITS) | tat.min(TAT_MASK)
+}
 
 /// Decides a request of `cost` at `now` against a bucket whose TAT is `tat` (0 for a bucket
 /// never charged). Returns the decision and the bucket's new TAT, `None` if it is unchanged;
@@ -205,15 +323,16 @@ impl Outcome {
     pub fn of(tat: u64, now: u64, q: &QuotaValue, cost: u64) -> (Self, Option<u64>) {
         let tau = q.tau_ns();
         let t = q.interval_ns;
-        let base = tat.max(now);
-        // Under one quota, base - now <= tau always. After a quota change (a plan change) the
-        // debt is capped at the new tolerance: the bucket is empty under the new quota, no
-        // emptier, so the change applies at once instead of after the old debt has drained.
-        let debt = base - now;
+        // Under one quota, debt <= tau always. After a quota change (a plan change) the debt
+        // is first read in the new quota's terms, then capped at the new tolerance: the
+        // bucket is empty under the new quota, no emptier, so the change applies at once
+        // instead of after the old debt has drained.
+        let debt = debt_under(tat, now, q);
         let used = debt.min(tau);
-        // When the cap applied, the capped TAT is written back even if the request is
-        // refused; otherwise the next call would find the old debt again.
-        let capped_tat = (debt > tau).then(|| now.saturating_add(tau).min(MAX_TAT));
+        // When the bucket was written under other values, its converted TAT is written back
+        // even if the request is refused; otherwise the next call would convert it again.
+        let retagged = tag_of(tat) != q.tag && tag_of(tat) != 0;
+        let capped_tat = (debt > tau || retagged).then(|| word(now.saturating_add(used), q));
         let increment = t.saturating_mul(cost);
         if cost > u64::from(q.burst) || increment > tau {
             let never = Self {
@@ -238,7 +357,7 @@ impl Outcome {
                 level: after,
                 retry_ns: 0,
             };
-            let new_tat = now.saturating_add(after).min(MAX_TAT);
+            let new_tat = word(now.saturating_add(after), q);
             (allowed, (cost > 0).then_some(new_tat).or(capped_tat))
         }
     }
@@ -309,7 +428,8 @@ mod tests {
         let q = QuotaValue::new(10.0, 2).unwrap();
         let (d, tat) = decide(0, 1_000, &q, 1);
         assert!(d.allowed && d.remaining == 1);
-        assert_eq!(tat, Some(1_000 + 100_000_000));
+        assert_eq!(tat.map(tat_of), Some(1_000 + 100_000_000));
+        assert_eq!(tat.map(tag_of), Some(q.tag));
         let (d, tat) = decide(tat.unwrap(), 1_000, &q, 2);
         assert!(!d.allowed && tat.is_none());
         assert!((d.retry_after - 0.1).abs() < 1e-12);
@@ -323,6 +443,49 @@ mod tests {
         assert!(decide(0, u64::MAX - 2, &slow, 1)
             .1
             .is_some_and(|t| t <= MAX_TAT));
+        const { assert!(MAX_TAT < u64::MAX) };
+    }
+
+    #[test]
+    fn tags_tell_quotas_apart_and_stay_in_range() {
+        let mut seen = std::collections::HashSet::new();
+        for rate in [0.1, 1.0, 10.0, 1000.0, 1e9] {
+            for burst in [1, 3, 20, 1000, u32::MAX] {
+                let t = QuotaValue::new(rate, burst).unwrap().tag;
+                assert!((1..=TAGS).contains(&t));
+                seen.insert(t);
+            }
+        }
+        assert!(seen.len() > 15, "{seen:?}");
+    }
+
+    #[test]
+    fn an_update_remembers_the_values_it_replaced() {
+        let q = Quota::new(1.0, 3).unwrap();
+        assert_eq!(q.get().previous, None);
+        let before = q.get();
+        q.update(1000.0, 1000).unwrap();
+        let p = q.get().previous.unwrap();
+        assert_eq!(
+            (p.interval_ns, p.tag, p.raised),
+            (before.interval_ns, before.tag, true)
+        );
+        q.update(1000.0, 1000).unwrap();
+        assert_eq!(
+            q.get().previous,
+            Some(p),
+            "the same values again change nothing"
+        );
+        q.update(2000.0, 10).unwrap();
+        assert!(
+            !q.get().previous.unwrap().raised,
+            "a lower burst is not a raise"
+        );
+        q.update(2000.0, 20).unwrap();
+        assert!(
+            !q.get().previous.unwrap().raised,
+            "the same rate is not a raise"
+        );
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //! * [`store`]: where the TATs live, behind the [`BucketStore`] trait: [`HeapStore`] (sharded
 //!   heap maps, with [`BucketHandle`]s for callers that charge one id again and again).
 //! * [`slots`]: [`SlotStore`], a fixed table of atomics in memory the caller provides, so
-//!   that worker processes can share it (not yet used by the binding).
+//!   that worker processes can share it.
+//! * [`shared`]: a [`SlotStore`] behind a header (seed, time origin) in memory that the
+//!   worker processes of a host map: one budget per tenant per host.
 //!
 //! [`Limiter`] puts a store and a clock together. Each bucket is one `AtomicU64` updated by
 //! compare-and-swap; there is no background refill thread.
 
 pub mod gcra;
+pub mod shared;
 pub mod slots;
 pub mod store;
 
@@ -19,7 +22,7 @@ use crate::clock::Clock;
 use crate::error::CoreResult;
 
 pub use self::gcra::{Decision, Quota, QuotaValue};
-pub use self::slots::SlotStore;
+pub use self::slots::{SlotKey, SlotStore};
 pub use self::store::{BucketHandle, BucketStore, HeapStore};
 
 /// Many token buckets keyed by id, each checked against a caller-chosen [`Quota`], in the
@@ -75,6 +78,25 @@ impl Limiter {
         let q = quota.get();
         self.store
             .update_handle(handle, move |tat| gcra::Outcome::of(tat, now, &q, cost))
+            .map(|outcome| outcome.decision(&q))
+    }
+}
+
+impl<S: AsRef<[std::sync::atomic::AtomicU64]>> Limiter<SlotStore<S>> {
+    /// [`Limiter::try_acquire_at`] for the id `key` was made from (by this limiter's store:
+    /// [`SlotStore::key`]), without hashing it again; `None`, having taken nothing, if `key`
+    /// is another store's.
+    #[inline]
+    pub fn try_acquire_key_at(
+        &self,
+        key: &SlotKey,
+        quota: &Quota,
+        cost: u64,
+        now: u64,
+    ) -> Option<Decision> {
+        let q = quota.get();
+        self.store
+            .update_key(key, now, move |tat| gcra::Outcome::of(tat, now, &q, cost))
             .map(|outcome| outcome.decision(&q))
     }
 }
@@ -212,21 +234,68 @@ mod tests {
     }
 
     #[test]
-    fn a_faster_quota_is_not_held_back_by_the_old_quotas_debt() {
+    fn a_raised_quota_refuses_nothing_the_new_one_would_allow() {
+        // The case: 1/s burst 3, exhausted, raised to 1000/s burst 1000; 1.2 s on,
+        // 50 requests at once are all allowed (the old debt was 1.8 s).
         let (clock, limiter) = setup(100);
-        let plan = Quota::new(0.1, 3).unwrap();
-        for _ in 0..3 {
+        let plan = Quota::new(1.0, 3).unwrap();
+        while limiter.try_acquire("t", &plan, 1).allowed {}
+        clock.advance(1.2).unwrap();
+        plan.update(1000.0, 1000).unwrap();
+        for _ in 0..50 {
             assert!(limiter.try_acquire("t", &plan, 1).allowed);
         }
+        // From then on the new quota alone: 950 more, then one per ms.
+        assert_eq!(limiter.try_acquire("t", &plan, 0).remaining, 950);
+        assert!(limiter.try_acquire("t", &plan, 950).allowed);
         assert!(!limiter.try_acquire("t", &plan, 1).allowed);
-        // The old quota left 30 s of debt; the new one tolerates 2 s: the bucket is empty
-        // under the new quota and refills at its rate.
-        plan.update(1000.0, 2000).unwrap();
-        let refused = limiter.try_acquire("t", &plan, 1);
-        assert!(!refused.allowed);
-        assert!(refused.retry_after <= 0.001 + 1e-9);
-        clock.advance(0.002).unwrap();
+        clock.advance(0.001).unwrap();
         assert!(limiter.try_acquire("t", &plan, 1).allowed);
+        assert!(!limiter.try_acquire("t", &plan, 1).allowed);
+    }
+
+    #[test]
+    fn a_lowered_quota_applies_at_once() {
+        let (clock, limiter) = setup(100);
+        let plan = Quota::new(10.0, 20).unwrap();
+        // 8 of 20 tokens used; lowered to 1/s burst 5: the 8 are still owed, and more than
+        // the new burst, so nothing is allowed until the bucket is back under it.
+        assert!(limiter.try_acquire("t", &plan, 8).allowed);
+        plan.update(1.0, 5).unwrap();
+        let d = limiter.try_acquire("t", &plan, 1);
+        assert!(!d.allowed);
+        assert_eq!((d.limit, d.remaining), (5, 0));
+        assert!((d.retry_after - 1.0).abs() < 1e-9, "{d:?}");
+        clock.advance(1.0).unwrap();
+        assert!(limiter.try_acquire("t", &plan, 1).allowed);
+        assert!(!limiter.try_acquire("t", &plan, 1).allowed);
+        // A lower rate alone: 2 of 5 tokens used stay used at the new interval.
+        let (clock, limiter) = setup(100);
+        let plan = Quota::new(10.0, 5).unwrap();
+        assert!(limiter.try_acquire("u", &plan, 2).allowed);
+        plan.update(2.0, 5).unwrap();
+        let d = limiter.try_acquire("u", &plan, 0);
+        assert_eq!(d.remaining, 3);
+        assert!(
+            (d.reset_after - 1.0).abs() < 1e-9,
+            "2 tokens at 0.5 s: {d:?}"
+        );
+        clock.advance(0.5).unwrap();
+        assert_eq!(limiter.try_acquire("u", &plan, 0).remaining, 4);
+    }
+
+    #[test]
+    fn a_bucket_charged_before_two_changes_keeps_its_debt_capped() {
+        let (_clock, limiter) = setup(100);
+        let plan = Quota::new(1.0, 3).unwrap();
+        assert!(limiter.try_acquire("t", &plan, 3).allowed);
+        plan.update(1.0, 2).unwrap();
+        plan.update(1000.0, 2).unwrap();
+        // Neither the quota nor its previous values wrote the bucket: 3 s of debt, capped at
+        // the new tolerance (2 ms): empty, refilling at the new rate.
+        let d = limiter.try_acquire("t", &plan, 1);
+        assert!(!d.allowed);
+        assert!(d.retry_after <= 0.001 + 1e-9);
     }
 
     #[test]
@@ -238,7 +307,8 @@ mod tests {
         assert!(limiter.try_acquire("b", &q, 1).allowed);
         let d = limiter.try_acquire("b", &q, 1);
         assert!(!d.allowed);
-        assert!(d.retry_after > 1e9);
+        // The interval is capped at 2^56 ns (about 833 days).
+        assert!(d.retry_after > 7e7);
         clock.advance(1e6).unwrap();
         assert!(!limiter.try_acquire("b", &q, 1).allowed);
         let q = Quota::new(1e12, u32::MAX).unwrap();

@@ -41,7 +41,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::{CoreError, CoreResult};
 use crate::shard::shard_of;
 
-use super::store::{BucketStore, EVICTED};
+use super::gcra::tat_of;
+use super::store::{BucketStore, EVICTED, NEXT_STORE_ID};
 
 /// Slots in a group: an id's probe window.
 pub const GROUP_SLOTS: usize = 7;
@@ -64,6 +65,16 @@ pub struct SlotStore<S> {
     words: S,
     groups: usize,
     hasher: ahash::RandomState,
+    /// This store's number, for [`SlotKey`]s.
+    id: u64,
+}
+
+/// An id's hash in one [`SlotStore`], so a caller that charges the same id again and again
+/// (the verifier's cached key records) hashes it once: see [`SlotStore::update_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotKey {
+    store: u64,
+    hash: u64,
 }
 
 impl<S> fmt::Debug for SlotStore<S> {
@@ -201,8 +212,7 @@ impl Group<'_> {
                 .is_ok()
             {
                 self.fp(victim).store(fp, Ordering::Release);
-                self.tat(victim)
-                    .store(now.min(RETIRED - 1), Ordering::Release);
+                self.tat(victim).store(tat_of(now), Ordering::Release);
             }
         }
         self.unlock(release);
@@ -211,18 +221,19 @@ impl Group<'_> {
     /// The slot a new id takes, and its TAT: an empty or abandoned slot, else the smallest
     /// TAT (idle if `<= now`, else the bucket closest to full).
     fn victim(&self) -> (usize, u64) {
-        let mut best = (0, u64::MAX);
+        // (slot, its word, its TAT without the quota tag)
+        let mut best = (0, u64::MAX, u64::MAX);
         for s in 0..GROUP_SLOTS {
-            let tat = self.tat(s).load(Ordering::Acquire);
+            let word = self.tat(s).load(Ordering::Acquire);
             // Under the claim, a RETIRED slot is one a crashed claimer left.
-            if self.fp(s).load(Ordering::Acquire) == 0 || tat == RETIRED {
-                return (s, tat);
+            if self.fp(s).load(Ordering::Acquire) == 0 || word == RETIRED {
+                return (s, word);
             }
-            if tat < best.1 {
-                best = (s, tat);
+            if tat_of(word) < best.2 {
+                best = (s, word, tat_of(word));
             }
         }
-        best
+        (best.0, best.1)
     }
 
     fn len(&self) -> usize {
@@ -259,7 +270,45 @@ impl<S: AsRef<[AtomicU64]>> SlotStore<S> {
             groups: n / GROUP_WORDS,
             words,
             hasher: ahash::RandomState::with_seeds(seed[0], seed[1], seed[2], seed[3]),
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// `id`'s key in this store.
+    #[must_use]
+    pub fn key(&self, id: &str) -> SlotKey {
+        SlotKey {
+            store: self.id,
+            hash: self.hasher.hash_one(id),
+        }
+    }
+
+    /// [`BucketStore::update`] of the id `key` was made from; `None`, having done nothing, if
+    /// `key` is another store's.
+    #[inline]
+    pub fn update_key<R>(
+        &self,
+        key: &SlotKey,
+        now: u64,
+        step: impl FnMut(u64) -> (R, Option<u64>),
+    ) -> Option<R> {
+        (key.store == self.id).then(|| self.update_hash(key.hash, now, step))
+    }
+
+    /// Updates the bucket of the id whose hash is `h`.
+    #[inline]
+    fn update_hash<R>(&self, h: u64, now: u64, mut step: impl FnMut(u64) -> (R, Option<u64>)) -> R {
+        let (group, fp) = (self.group(shard_of(h, self.groups)), h.max(1));
+        loop {
+            match group.find(fp) {
+                Some(slot) => {
+                    if let Some(answer) = group.update(slot, fp, &mut step) {
+                        return answer;
+                    }
+                }
+                None => group.claim(fp, now),
+            }
+        }
     }
 
     /// The memory this store works in.
@@ -272,29 +321,12 @@ impl<S: AsRef<[AtomicU64]>> SlotStore<S> {
         let start = i * GROUP_WORDS;
         Group(&self.words.as_ref()[start..start + GROUP_WORDS])
     }
-
-    /// `id`'s group and fingerprint.
-    #[inline]
-    fn locate(&self, id: &str) -> (Group<'_>, u64) {
-        let h = self.hasher.hash_one(id);
-        (self.group(shard_of(h, self.groups)), h.max(1))
-    }
 }
 
 impl<S: AsRef<[AtomicU64]>> BucketStore for SlotStore<S> {
     #[inline]
-    fn update<R>(&self, id: &str, now: u64, mut step: impl FnMut(u64) -> (R, Option<u64>)) -> R {
-        let (group, fp) = self.locate(id);
-        loop {
-            match group.find(fp) {
-                Some(slot) => {
-                    if let Some(answer) = group.update(slot, fp, &mut step) {
-                        return answer;
-                    }
-                }
-                None => group.claim(fp, now),
-            }
-        }
+    fn update<R>(&self, id: &str, now: u64, step: impl FnMut(u64) -> (R, Option<u64>)) -> R {
+        self.update_hash(self.hasher.hash_one(id), now, step)
     }
 
     fn len(&self) -> usize {

@@ -23,6 +23,8 @@ use parking_lot::RwLock;
 use crate::error::{CoreError, CoreResult};
 use crate::shard::{keep_after_eviction, shard_layout, shard_of, Fingerprinter, Fp, IdentityBuild};
 
+use super::gcra::tat_of;
+
 /// Storage for GCRA buckets: one TAT (a `u64`, see [`super::gcra`]) per id.
 ///
 /// The arithmetic ([`super::gcra::acquire`]) is written once against this trait, so the same
@@ -31,12 +33,14 @@ use crate::shard::{keep_after_eviction, shard_layout, shard_of, Fingerprinter, F
 pub trait BucketStore {
     /// Applies one step to `id`'s bucket atomically and returns its answer.
     ///
-    /// `step` gets the bucket's TAT (0 for a bucket the store does not hold: a full one) and
-    /// returns an answer and the new TAT, `None` to leave the bucket unchanged; a new TAT is
-    /// at most [`super::gcra::MAX_TAT`]. It may run more than once when another update wins a
-    /// race; the answer returned is that of the run whose TAT the bucket took (or that
-    /// changed nothing). `now` (monotonic ns, the time `step` decides at) tells the store
-    /// which buckets are idle (`TAT <= now`), should it have to make room.
+    /// `step` gets the bucket's word (its TAT and the tag of the quota that wrote it, see
+    /// [`super::gcra`]; 0 for a bucket the store does not hold: a full one) and returns an
+    /// answer and the new word, `None` to leave the bucket unchanged; a new word is at most
+    /// [`super::gcra::MAX_TAT`]. It may run more than once when another update wins a race;
+    /// the answer returned is that of the run whose word the bucket took (or that changed
+    /// nothing). `now` (monotonic ns, the time `step` decides at) tells the store which
+    /// buckets are idle ([`super::gcra::tat_of`] of the word `<= now`), should it have to
+    /// make room.
     fn update<R>(&self, id: &str, now: u64, step: impl FnMut(u64) -> (R, Option<u64>)) -> R;
 
     /// Buckets currently held.
@@ -86,7 +90,7 @@ type Bucket = Arc<AtomicU64>;
 type BucketMap = HashMap<Fp, Bucket, IdentityBuild>;
 
 /// Tells stores apart, so that a [`BucketHandle`] is only used with its own.
-static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
+pub(crate) static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
 
 /// A reference to one id's bucket in one [`HeapStore`], for charging it again without a
 /// lookup: see [`super::Limiter::try_acquire_handle_at`]. 16 bytes: it is kept with every
@@ -234,17 +238,20 @@ impl HeapStore {
         };
         map.retain(|_, b| {
             let tat = b.load(Ordering::Acquire);
-            tat > now || !retire(b, tat)
+            tat_of(tat) > now || !retire(b, tat)
         });
         let keep = keep_after_eviction(self.share);
         if map.len() > keep {
-            let mut tats: Vec<u64> = map.values().map(|b| b.load(Ordering::Relaxed)).collect();
+            let mut tats: Vec<u64> = map
+                .values()
+                .map(|b| tat_of(b.load(Ordering::Relaxed)))
+                .collect();
             let drop = tats.len() - keep;
             let (_, &mut threshold, _) = tats.select_nth_unstable(drop - 1);
             let mut dropped = 0;
             map.retain(|_, b| {
                 let tat = b.load(Ordering::Acquire);
-                if dropped < drop && tat <= threshold && retire(b, tat) {
+                if dropped < drop && tat_of(tat) <= threshold && retire(b, tat) {
                     dropped += 1;
                     false
                 } else {

@@ -10,8 +10,10 @@
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
-use crate::clock::same_clock;
-use crate::limiter::{BucketHandle, Decision, Limiter, Quota};
+use std::sync::atomic::AtomicU64;
+
+use crate::clock::{same_clock, Clock};
+use crate::limiter::{BucketHandle, Decision, Limiter, Quota, SlotKey, SlotStore};
 
 use super::{Verdict, Verifier};
 
@@ -58,8 +60,36 @@ impl BucketId for Arc<str> {
 pub struct Limit<B> {
     quota: Arc<Quota>,
     bucket: B,
-    /// The bucket in the first limiter charged. Set once: a record lives one TTL.
-    handle: OnceLock<BucketHandle>,
+    /// The bucket (heap store) or the id's hash (shared table) in the first limiter
+    /// charged. Set once: a record lives one TTL.
+    handle: OnceLock<Cached>,
+}
+
+/// What a [`Limit`] keeps of the first limiter it was charged in: one of the two, so a
+/// record pays for one (records are many; each byte here is a megabyte per million).
+#[derive(Debug)]
+enum Cached {
+    /// A handle on its bucket in a heap store.
+    Handle(BucketHandle),
+    /// Its id's hash in a shared table (which has no handles to keep: a slot can change
+    /// owner in another process).
+    Key(SlotKey),
+}
+
+impl Cached {
+    fn handle(&self) -> Option<&BucketHandle> {
+        match self {
+            Self::Handle(h) => Some(h),
+            Self::Key(_) => None,
+        }
+    }
+
+    fn key(&self) -> Option<&SlotKey> {
+        match self {
+            Self::Key(k) => Some(k),
+            Self::Handle(_) => None,
+        }
+    }
 }
 
 impl<B> Limit<B> {
@@ -85,6 +115,72 @@ impl<B> Limit<B> {
     }
 }
 
+/// A limiter that [`Verifier::verify_and_acquire`] can charge a record's [`Limit`] to: the
+/// heap-store [`Limiter`] (through the record's cached handle) or a limiter over a
+/// [`SlotStore`] (by id: the table is shared, so there is no handle to keep).
+pub trait Charge {
+    /// The clock the limiter reads.
+    fn clock(&self) -> &Arc<dyn Clock>;
+
+    /// Charges `cost` to `limit`'s bucket at `now` (read from [`Charge::clock`]).
+    ///
+    /// # Errors
+    /// When the bucket id cannot be read (then nothing was charged).
+    fn charge<B: BucketId>(
+        &self,
+        limit: &Limit<B>,
+        cost: u64,
+        now: u64,
+    ) -> Result<Decision, B::Error>;
+}
+
+impl Charge for Limiter {
+    #[inline]
+    fn clock(&self) -> &Arc<dyn Clock> {
+        Limiter::clock(self)
+    }
+
+    #[inline]
+    fn charge<B: BucketId>(
+        &self,
+        limit: &Limit<B>,
+        cost: u64,
+        now: u64,
+    ) -> Result<Decision, B::Error> {
+        limit.charge(self, cost, now)
+    }
+}
+
+impl<S: AsRef<[AtomicU64]>> Charge for Limiter<SlotStore<S>> {
+    #[inline]
+    fn clock(&self) -> &Arc<dyn Clock> {
+        Limiter::clock(self)
+    }
+
+    #[inline]
+    fn charge<B: BucketId>(
+        &self,
+        limit: &Limit<B>,
+        cost: u64,
+        now: u64,
+    ) -> Result<Decision, B::Error> {
+        let quota = &*limit.quota;
+        if let Some(d) = limit
+            .handle
+            .get()
+            .and_then(Cached::key)
+            .and_then(|k| self.try_acquire_key_at(k, quota, cost, now))
+        {
+            return Ok(d);
+        }
+        limit.bucket.with_id(|id| {
+            // Another limiter's key, or one already set by a racing call, stays.
+            let _ = limit.handle.set(Cached::Key(self.store().key(id)));
+            self.try_acquire_at(id, quota, cost, now)
+        })
+    }
+}
+
 impl<B: BucketId> Limit<B> {
     /// Charges this limit's bucket in `limiter` at `now` (read from the limiter's clock):
     /// through the cached handle if it is this limiter's and its bucket is still held, else
@@ -98,15 +194,17 @@ impl<B: BucketId> Limit<B> {
         if let Some(d) = self
             .handle
             .get()
+            .and_then(Cached::handle)
             .and_then(|h| limiter.try_acquire_handle_at(h, quota, cost, now))
         {
             return Ok(d);
         }
         let (d, handle) = self.bucket.with_id(|id| {
-            limiter.try_acquire_with_handle_at(id, quota, cost, now, self.handle.get())
+            let previous = self.handle.get().and_then(Cached::handle);
+            limiter.try_acquire_with_handle_at(id, quota, cost, now, previous)
         })?;
         // Another limiter's handle, or one already set by a racing call, stays.
-        let _ = self.handle.set(handle);
+        let _ = self.handle.set(Cached::Handle(handle));
         Ok(d)
     }
 }
@@ -148,11 +246,11 @@ impl<P: Limited> Verifier<P> {
     /// and the [`Decision`] ([`UNLIMITED`] for a record without a limit). When the verifier
     /// and the limiter read the same clock, it is read once.
     #[inline]
-    pub fn verify_and_acquire<R>(
+    pub fn verify_and_acquire<R, L: Charge + ?Sized>(
         &self,
         header: &[u8],
         host: Option<&[u8]>,
-        limiter: &Limiter,
+        limiter: &L,
         cost: u64,
         on_hit: impl FnOnce(&P) -> R,
     ) -> Verdict<Acquired<R, P>> {
@@ -166,7 +264,7 @@ impl<P: Limited> Verifier<P> {
                     } else {
                         limiter.clock().monotonic_ns()
                     };
-                    limit.charge(limiter, cost, now)?
+                    limiter.charge(limit, cost, now)?
                 }
             };
             Ok((on_hit(p), decision))
@@ -224,6 +322,41 @@ mod tests {
             Verdict::Miss(_) => panic!("expected a hit, got a miss"),
             Verdict::Refused => panic!("expected a hit, got a refusal"),
         }
+    }
+
+    #[test]
+    fn a_shared_table_is_charged_through_the_cached_key_and_by_id_alike() {
+        let (clock, v, _) = setup();
+        let words: Vec<std::sync::atomic::AtomicU64> = (0..crate::limiter::shared::words_for(70))
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
+        let one = crate::limiter::shared::attach_with_clock(&words[..], clock.clone()).unwrap();
+        let two = crate::limiter::shared::attach_with_clock(&words[..], clock.clone()).unwrap();
+        let quota = Arc::new(Quota::new(1.0, 4).unwrap());
+        let key = generate_key(Env::Live).unwrap();
+        let limit = Limit::new(quota.clone(), "t".to_owned());
+        insert(&v, &key, "t", Payload(7, Some(limit)));
+        let h = header(&key);
+        // The first charge caches `one`'s key; `two` (another process's view) goes by id.
+        let (_, d) = hit(v.verify_and_acquire(&h, None, &one, 1, |p| p.0));
+        assert_eq!(d.remaining, 3);
+        let (_, d) = hit(v.verify_and_acquire(&h, None, &one, 1, |p| p.0));
+        assert_eq!(d.remaining, 2);
+        let (_, d) = hit(v.verify_and_acquire(&h, None, &two, 1, |p| p.0));
+        assert_eq!(d.remaining, 1);
+        assert_eq!(two.try_acquire("t", &quota, 1).remaining, 0);
+        assert!(
+            !hit(v.verify_and_acquire(&h, None, &one, 1, |p| p.0))
+                .1
+                .allowed
+        );
+        clock.advance(1.0).unwrap();
+        assert!(
+            hit(v.verify_and_acquire(&h, None, &two, 1, |p| p.0))
+                .1
+                .allowed
+        );
+        assert_eq!(one.len(), 1);
     }
 
     #[test]

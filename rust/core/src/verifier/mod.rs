@@ -26,7 +26,7 @@ use crate::header::bearer_token;
 use crate::keys::{check_key, Digest, DisplayPrefix, KeyHasher};
 use crate::shard::Fingerprinter;
 
-pub use self::acquire::{Acquired, BucketId, Limit, Limited, UNLIMITED};
+pub use self::acquire::{Acquired, BucketId, Charge, Limit, Limited, UNLIMITED};
 use self::domains::Domains;
 use self::table::{deadline, Entry, Table};
 

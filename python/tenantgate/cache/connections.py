@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio
 from redis.exceptions import AskError, AuthenticationError, MovedError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tenantgate.errors import ServiceUnavailableError
 
@@ -207,9 +208,32 @@ async def round_trip(
     :class:`DatabaseRefusedError` (the commands then ran in the connection's own database,
     still as whoever ``commands`` authenticate as: only a server restarted with fewer
     ``databases`` than before does that); a cluster node that no longer holds the slot raises
-    :class:`TopologyChangedError` after the topology was read again.
+    :class:`TopologyChangedError` after the topology was read again. A connection found
+    broken is replaced once.
     """
-    lease = await source.borrow(routing_key)
+    for attempt in (1, 2):
+        lease = await source.borrow(routing_key)
+        try:
+            replies = await _exchange(lease, commands, database, restore)
+        except (RedisConnectionError, OSError):
+            if attempt == 2:
+                raise
+            # A pooled connection Redis closed while it was idle (a restart, a client it
+            # killed): once more, on a fresh connection. Our commands are idempotent.
+            continue
+        if any(isinstance(reply, MovedError | AskError) for reply in replies):
+            await source.topology_changed()
+            raise TopologyChangedError
+        return replies
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _exchange(
+    lease: Lease,
+    commands: Sequence[Command],
+    database: int | None,
+    restore: Sequence[Command],
+) -> list[Reply]:
     connection = lease.connection
     prologue: list[Command] = []
     epilogue: list[Command] = list(restore)
@@ -233,9 +257,6 @@ async def round_trip(
         await lease.give_back()
     if prologue and isinstance(replies[0], Exception):
         raise DatabaseRefusedError(database or 0)
-    if any(isinstance(reply, MovedError | AskError) for reply in replies):
-        await source.topology_changed()
-        raise TopologyChangedError
     return replies[len(prologue) : len(everything) - len(epilogue)]
 
 

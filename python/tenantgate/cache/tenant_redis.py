@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import redis.asyncio
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tenantgate.cache.connections import (
     Command,
@@ -144,10 +143,9 @@ class TenantRedis:
                     database=tenant.database,
                     restore=restore,
                 )
-            except (RedisConnectionError, OSError, TopologyChangedError):
-                # A pooled connection Redis closed while it was idle (a restart, a timeout on
-                # the server), or a slot that moved to another node: once more, on a fresh
-                # connection or the right node. Our commands are idempotent.
+            except TopologyChangedError:
+                # The tenant's slot moved to another node: once more, on the right one. Our
+                # commands are idempotent. (A broken pooled connection is retried below.)
                 replies = await round_trip(
                     self._source,
                     routing_key,

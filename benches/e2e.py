@@ -13,7 +13,9 @@ loads these routes in turn with the same wrk settings and prints requests per se
 - `GET /v1/items/{id}`, cache miss — every request a different item, never read before (100,000
   items inserted beforehand, walked in order by a wrk script): the Redis lookup, the
   tenant-scoped PostgreSQL read (BEGIN + SET LOCAL ROLE + SET LOCAL search_path in one round
-  trip, the SELECT, COMMIT), and the Redis round trip that keeps the copy.
+  trip, the SELECT, COMMIT), and the Redis round trip that keeps the copy;
+- `POST /v1/items` — a tenant write and, in the same transaction, its audit record (the
+  chain's advisory lock, its head, the native hash, the INSERT): what a change costs.
 
 The tenant is on a plan generous enough that rate limiting never refuses during the run.
 """
@@ -58,6 +60,14 @@ request = function()
 end
 """
 """A wrk script: each request reads the next item of the list, so none is read twice."""
+
+CREATE_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{"data": {"n": 1}}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+"""A wrk script: every request creates an item (and, in the same transaction, its audit
+record)."""
 
 
 def wrk(url: str, headers: dict[str, str], script: Path | None = None) -> float:
@@ -147,6 +157,8 @@ def main() -> int:
             ids_file.write_text("\n".join(_insert_items(ready["database_admin_url"], tenant_id)))
             walk = Path(data_dir) / "walk.lua"
             walk.write_text(WALK_SCRIPT)
+            create = Path(data_dir) / "create.lua"
+            create.write_text(CREATE_SCRIPT)
             os.environ["TENANTGATE_BENCH_IDS"] = str(ids_file)
             results = {
                 "GET /healthz (no auth, no database)": wrk(f"{url}/healthz", {}),
@@ -157,6 +169,9 @@ def main() -> int:
                 "GET /v1/items/{id}, cache hit (auth + limit + Redis)": wrk(item_url, tenant),
                 "GET /v1/items/{id}, cache miss (+ tenant read in PostgreSQL)": wrk(
                     url, tenant, script=walk
+                ),
+                "POST /v1/items (a tenant write + its audit record, one transaction)": wrk(
+                    f"{url}/v1/items", tenant, script=create
                 ),
             }
         finally:

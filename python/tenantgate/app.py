@@ -18,6 +18,7 @@ from tenantgate.http.openapi import ADMIN_SCHEME, TENANT_SCHEME, DocumentedOpenA
 from tenantgate.plugin import TenantGatePlugin
 from tenantgate.routes import SERVICE_ROUTES
 from tenantgate.routes.admin import AdminController
+from tenantgate.routes.files import FilesController
 from tenantgate.routes.tenant import TenantController
 from tenantgate.settings import Settings
 from tenantgate.tenancy.schemas import JSON_VALUE_SCHEMAS, REQUEST_BODIES
@@ -33,7 +34,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             *SERVICE_ROUTES,
             Router("/", route_handlers=[AdminController], middleware=plugin.admin_middleware),
-            Router("/", route_handlers=[TenantController], middleware=plugin.tenant_middleware),
+            Router(
+                "/",
+                route_handlers=[TenantController, FilesController],
+                middleware=plugin.tenant_middleware,
+            ),
         ],
         plugins=[plugin],
         openapi_config=DocumentedOpenAPIConfig(

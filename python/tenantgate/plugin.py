@@ -4,7 +4,9 @@
 
 - a lifespan that opens the backing services' clients (:mod:`tenantgate.resources`) at
   start-up, keeps them on ``app.state`` and closes them at shutdown;
-- the dependency ``resources`` (:class:`~tenantgate.resources.Resources`);
+- the dependency ``resources`` (:class:`~tenantgate.resources.Resources`), and for tenant
+  routes ``tenant``, ``db`` (a tenant transaction) and ``storage`` (the tenant's
+  :class:`~tenantgate.storage.TenantStorage`, signing as the tenant);
 - middleware, outermost first: request id, metrics (tenant identification and rate limiting
   come after these, right in front of the routes);
 - the ``X-Request-ID`` header on every response (a ``before_send`` hook);
@@ -42,6 +44,7 @@ from tenantgate.keys import KeyHasher, Verifier
 from tenantgate.limits import Limiter
 from tenantgate.resources import Resources, open_resources
 from tenantgate.settings import Settings
+from tenantgate.storage import StorageService, TenantStorage, open_storage
 from tenantgate.tenancy.admin import AdminService
 from tenantgate.tenancy.keyring import KeyIssuer
 from tenantgate.tenancy.provisioning import Provisioner
@@ -56,6 +59,7 @@ __all__ = [
     "ADMIN_STATE_KEY",
     "RESOURCES_STATE_KEY",
     "SETTINGS_STATE_KEY",
+    "STORAGE_STATE_KEY",
     "TenantGatePlugin",
     "provide_resources",
 ]
@@ -65,6 +69,9 @@ RESOURCES_STATE_KEY: Final = "tenantgate_resources"
 
 SETTINGS_STATE_KEY: Final = "tenantgate_settings"
 """The key of the application's :class:`Settings` in ``app.state``."""
+
+STORAGE_STATE_KEY: Final = "tenantgate_storage"
+"""The key of the running application's :class:`StorageService` in ``app.state``."""
 
 ADMIN_STATE_KEY: Final = "tenantgate_admin"
 """The key of the running application's :class:`AdminService` in ``app.state``."""
@@ -104,6 +111,14 @@ async def provide_tenant_db(
     # dependency clean-up); the exception handlers translate them.
     async with resources.database.transaction(tenant.names, translate_errors=False) as connection:
         yield connection
+
+
+async def provide_tenant_storage(
+    tenant: NamedDependency[TenantIdentity], state: State
+) -> TenantStorage:
+    """Dependency provider of the caller's :class:`TenantStorage` (its files only)."""
+    storage: StorageService = state[STORAGE_STATE_KEY]
+    return await storage.for_tenant(tenant.names, tenant.tier)
 
 
 async def _repair_left_overs(provisioner: Provisioner) -> None:
@@ -163,12 +178,14 @@ class TenantGatePlugin(InitPluginProtocol):
         app_config.dependencies.setdefault("admin", Provide(provide_admin, sync_to_thread=False))
         app_config.dependencies.setdefault("tenant", Provide(provide_tenant, sync_to_thread=False))
         app_config.dependencies.setdefault("db", Provide(provide_tenant_db))
+        app_config.dependencies.setdefault("storage", Provide(provide_tenant_storage))
         app_config.signature_namespace.update(
             {
                 "Resources": Resources,
                 "AdminService": AdminService,
                 "TenantIdentity": TenantIdentity,
                 "Connection": Connection,
+                "TenantStorage": TenantStorage,
             }
         )
         app_config.middleware[:0] = [RequestIdMiddleware(), MetricsMiddleware(self.metrics)]
@@ -183,10 +200,14 @@ class TenantGatePlugin(InitPluginProtocol):
         # AppConfig plugins see (litestar#4296), so the limit is set on the app itself;
         # handlers resolve it lazily, at their first request, after start-up.
         app.request_max_body_size = self.settings.limits.max_body_bytes
-        async with open_resources(self.settings) as resources:
+        async with (
+            open_resources(self.settings) as resources,
+            open_storage(self.settings, resources.database) as storage,
+        ):
             app.state[RESOURCES_STATE_KEY] = resources
+            app.state[STORAGE_STATE_KEY] = storage
             provisioner = Provisioner(
-                resources.database, service_steps(resources.redis, self.settings)
+                resources.database, service_steps(resources.redis, self.settings, storage)
             )
             app.state[ADMIN_STATE_KEY] = AdminService(
                 resources.database, self.issuer, self.identity, provisioner
@@ -200,4 +221,5 @@ class TenantGatePlugin(InitPluginProtocol):
                 with contextlib.suppress(asyncio.CancelledError):
                     await repair
                 del app.state[ADMIN_STATE_KEY]
+                del app.state[STORAGE_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]

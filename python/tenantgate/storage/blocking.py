@@ -1,0 +1,45 @@
+"""boto3 off the event loop: its calls run in worker threads, at most a bounded number at once.
+
+Why threads and not an async S3 client (aiobotocore): aiobotocore pins exact botocore versions
+(it patches botocore's internals), which fights the ``boto3`` dependency plugin users already
+have, and a file request is dominated by S3's own latency and the bytes, not by the thread hop
+(tens of microseconds). The bound matters more: without it a burst of slow S3 calls would take
+every thread of anyio's default pool (40), which PostgreSQL and Redis code shares; with it,
+file requests queue among themselves, and S3 outages stay within the file routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from tenantgate.storage.errors import translating
+
+__all__ = ["MAX_THREADS", "Blocking"]
+
+MAX_THREADS: Final = 16
+"""Worker threads S3 calls may occupy at once, per process."""
+
+T = TypeVar("T")
+
+
+class Blocking:
+    """Runs blocking S3 calls in at most ``max_threads`` worker threads at once."""
+
+    __slots__ = ("_limiter", "_max_threads")
+
+    def __init__(self, max_threads: int = MAX_THREADS) -> None:
+        self._max_threads = max_threads
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def run(self, call: Callable[..., T], *args: object) -> T:
+        """``call(*args)`` in a worker thread; S3's errors come out as tenantgate's."""
+        if self._limiter is None:  # made on first use: it belongs to the running event loop
+            self._limiter = anyio.CapacityLimiter(self._max_threads)
+        with translating():
+            return await anyio.to_thread.run_sync(
+                call, *args, limiter=self._limiter, abandon_on_cancel=True
+            )

@@ -7,7 +7,13 @@ from typing import Final
 
 import botocore.exceptions
 
-from tenantgate.errors import NotFoundError, ServiceUnavailableError, TenantgateError, translated
+from tenantgate.errors import (
+    InvalidInputError,
+    NotFoundError,
+    ServiceUnavailableError,
+    TenantgateError,
+    translated,
+)
 
 __all__ = ["SERVICE", "translate", "translating"]
 
@@ -51,6 +57,8 @@ def translate(exc: BaseException) -> TenantgateError | None:
             return ServiceUnavailableError(SERVICE)
         if code in _NOT_FOUND_CODES:
             return NotFoundError("file")
+        if code == "KeyTooLongError":  # SeaweedFS: a segment over 255 bytes (AWS: key > 1024)
+            return InvalidInputError("path: too long for the object store")
     return None
 
 

@@ -17,10 +17,15 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from tenantgate.errors import InvalidInputError
+
 if TYPE_CHECKING:
     from tenantgate.naming import BucketNames, TenantNames
 
-__all__ = ["ENTERPRISE", "Placement", "placement_of"]
+__all__ = ["ENTERPRISE", "MAX_KEY_BYTES", "Placement", "placement_of"]
+
+MAX_KEY_BYTES: Final = 1024
+"""S3's limit on a key's length (AWS and SeaweedFS alike)."""
 
 ENTERPRISE: Final = "enterprise"
 """The tier whose tenants get a bucket of their own."""
@@ -42,8 +47,15 @@ class Placement:
     own_bucket: bool
 
     def key(self, path: str) -> str:
-        """The S3 key of the tenant's file ``path`` (a checked path)."""
-        return self.key_prefix + path
+        """The S3 key of the tenant's file ``path`` (a checked path, or listing prefix).
+
+        S3 keys are at most 1024 bytes, prefix included, so a standard tenant's paths are
+        limited to 1024 bytes less its prefix's 37 (:class:`InvalidInputError` past that)."""
+        key = self.key_prefix + path
+        if len(key.encode()) > MAX_KEY_BYTES:
+            room = MAX_KEY_BYTES - len(self.key_prefix.encode())
+            raise InvalidInputError(f"path: at most {room} bytes of UTF-8 in this tenant's storage")
+        return key
 
     def path(self, key: str) -> str:
         """The tenant's path of one of its keys."""

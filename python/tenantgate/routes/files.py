@@ -15,7 +15,6 @@ enforced by `TenantStorage.put`), downloads stream too.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import unquote
 
@@ -29,21 +28,31 @@ from tenantgate.http.openapi import TENANT_SCHEME, problems
 from tenantgate.routes.controller import ApiController
 from tenantgate.routes.params import strict_body
 from tenantgate.storage import FileList, Presigned, StoredFile, TenantStorage
+from tenantgate.storage.paths import MAX_PATH_BYTES, PATH_PATTERN
 from tenantgate.tenancy.schemas import PresignBody
 
 __all__ = ["FilesController"]
 
 Storage = NamedDependency[TenantStorage]
 AnyRequest = Request[Any, Any, Any]
+# Declared `str`: Litestar's `Path` would be documented as `format: uri`, which no file path
+# need be; the value itself is not used (see `_raw_file_path`).
 FilePath = Annotated[
-    Path,
+    str,
     Parameter(
         description=(
             "The file's path: 1 to 1024 bytes of UTF-8, relative, no empty, `.` or `..`"
             " segment, no control character (else 422)."
-        )
+        ),
+        # Documentation only: Litestar would check these on its normalised value.
+        schema_extra={"pattern": PATH_PATTERN, "minLength": 1, "maxLength": MAX_PATH_BYTES},
     ),
 ]
+_LENGTH_422: Final = (
+    "Also for a path the object store cannot hold, which the pattern cannot say: over 1024"
+    " bytes of UTF-8 in an enterprise tenant's bucket, over 987 (1024 less the tenant's prefix)"
+    " in the shared one; on SeaweedFS, a segment over 255 bytes."
+)
 Prefix = Annotated[
     str,
     QueryParameter(
@@ -84,7 +93,10 @@ class FilesController(ApiController):
         request_max_body_size=None,
         responses=problems(
             413,
-            notes={413: "The file is larger than TENANTGATE_MAX_FILE_BYTES; nothing was stored."},
+            notes={
+                413: "The file is larger than TENANTGATE_MAX_FILE_BYTES; nothing was stored.",
+                422: _LENGTH_422,
+            },
         ),
     )
     async def put_file(self, path: FilePath, request: AnyRequest, storage: Storage) -> StoredFile:
@@ -98,7 +110,7 @@ class FilesController(ApiController):
             declared_size=int(declared) if declared and declared.isdigit() else None,
         )
 
-    @get("/{path:path}", responses=problems(notes={404: "No such file."}))
+    @get("/{path:path}", responses=problems(notes={404: "No such file.", 422: _LENGTH_422}))
     async def get_file(self, path: FilePath, request: AnyRequest, storage: Storage) -> Stream:
         """The file's bytes, streamed, with the `Content-Type` it was stored with."""
         download = await storage.get(_raw_file_path(request))
@@ -113,7 +125,11 @@ class FilesController(ApiController):
             },
         )
 
-    @delete("/{path:path}", status_code=204)
+    @delete(
+        "/{path:path}",
+        status_code=204,
+        responses=problems(notes={404: "No such file.", 422: _LENGTH_422}),
+    )
     async def delete_file(self, path: FilePath, request: AnyRequest, storage: Storage) -> None:
         """Delete the file (404 if there is none)."""
         await storage.delete(_raw_file_path(request))
@@ -121,7 +137,12 @@ class FilesController(ApiController):
     @post(
         "/{path:path}",
         status_code=200,
-        responses=problems(notes={404: "The path does not end in `/presign`."}),
+        responses=problems(
+            notes={
+                404: "The path does not end in `/presign`.",
+                422: _LENGTH_422 + " Also for content_length over TENANTGATE_MAX_FILE_BYTES.",
+            }
+        ),
     )
     async def presign(
         self,

@@ -16,11 +16,18 @@ from typing import Final
 
 from tenantgate.errors import InvalidInputError
 
-__all__ = ["MAX_PATH_BYTES", "check_path", "check_prefix"]
+__all__ = ["MAX_PATH_BYTES", "PATH_PATTERN", "check_path", "check_prefix"]
 
 MAX_PATH_BYTES: Final = 1024
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+_CHAR = r"[^/\x00-\x1f\x7f-\x9f]"
+_SEGMENT = rf"(?:[^/.\x00-\x1f\x7f-\x9f]{_CHAR}*|\.[^/.\x00-\x1f\x7f-\x9f]{_CHAR}*|\.\.{_CHAR}+)"
+PATH_PATTERN: Final = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
+"""The rules above but the byte length, as a regular expression (ECMA-262 and Python alike)
+for the OpenAPI document: segments that are neither empty, ``.`` nor ``..``, joined by ``/``,
+no control character."""
 
 
 def check_path(path: str) -> str:

@@ -28,7 +28,7 @@ from tenantgate.http.openapi import TENANT_SCHEME, problems
 from tenantgate.routes.controller import ApiController
 from tenantgate.routes.params import strict_body
 from tenantgate.storage import FileList, Presigned, StoredFile, TenantStorage
-from tenantgate.storage.paths import MAX_PATH_BYTES, PATH_PATTERN
+from tenantgate.storage.paths import MAX_PATH_BYTES, PATH_PATTERN, PREFIX_PATTERN
 from tenantgate.tenancy.schemas import PresignBody
 
 __all__ = ["FilesController"]
@@ -56,7 +56,12 @@ _LENGTH_422: Final = (
 Prefix = Annotated[
     str,
     QueryParameter(
-        max_length=1024, description="list only paths starting with this (e.g. `docs/`)"
+        max_length=MAX_PATH_BYTES,
+        description=(
+            "list only paths starting with this (e.g. `docs/`): a path's rules, and it may be"
+            " empty or end with `/` (else 422)"
+        ),
+        schema_extra={"pattern": PREFIX_PATTERN},
     ),
 ]
 
@@ -82,7 +87,7 @@ class FilesController(ApiController):
     tags = ["files"]  # noqa: RUF012 — Litestar reads it as a plain class attribute
     security = [{TENANT_SCHEME: []}]  # noqa: RUF012
 
-    @get("/")
+    @get("/", responses=problems(notes={422: _LENGTH_422}))
     async def list_files(self, storage: Storage, prefix: Prefix = "") -> FileList:
         """The tenant's files whose path starts with `prefix`, in path order."""
         return await storage.list(prefix)
@@ -110,7 +115,12 @@ class FilesController(ApiController):
             declared_size=int(declared) if declared and declared.isdigit() else None,
         )
 
-    @get("/{path:path}", responses=problems(notes={404: "No such file.", 422: _LENGTH_422}))
+    @get(
+        "/{path:path}",
+        # Documentation of the 200: any media type, the one the file was stored with.
+        media_type="*/*",
+        responses=problems(notes={404: "No such file.", 422: _LENGTH_422}),
+    )
     async def get_file(self, path: FilePath, request: AnyRequest, storage: Storage) -> Stream:
         """The file's bytes, streamed, with the `Content-Type` it was stored with."""
         download = await storage.get(_raw_file_path(request))

@@ -16,7 +16,7 @@ from typing import Final
 
 from tenantgate.errors import InvalidInputError
 
-__all__ = ["MAX_PATH_BYTES", "PATH_PATTERN", "check_path", "check_prefix"]
+__all__ = ["MAX_PATH_BYTES", "PATH_PATTERN", "PREFIX_PATTERN", "check_path", "check_prefix"]
 
 MAX_PATH_BYTES: Final = 1024
 
@@ -28,6 +28,9 @@ PATH_PATTERN: Final = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
 """The rules above but the byte length, as a regular expression (ECMA-262 and Python alike)
 for the OpenAPI document: segments that are neither empty, ``.`` nor ``..``, joined by ``/``,
 no control character."""
+
+PREFIX_PATTERN: Final = rf"^(?:{_SEGMENT}(?:/{_SEGMENT})*/?)?$"
+"""A listing prefix's rules as a regular expression: empty, or a path with an optional ``/``."""
 
 
 def check_path(path: str) -> str:

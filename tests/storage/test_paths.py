@@ -4,6 +4,7 @@ exactly as the client sent it (not as the router normalised it)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,10 +31,24 @@ INVALID = {
 }
 
 
+@pytest.fixture(scope="module")
+def refused_tenant(service: Any, admin_headers: dict[str, str]) -> Any:
+    """One tenant for every invalid-path case: none of them may store anything, so it stays
+    empty (and the module makes one tenant, not fifty). Its plan allows the burst."""
+    answer = service.post(
+        "/admin/v1/tenants",
+        json={"name": "invalid-paths", "plan": "enterprise"},
+        headers=admin_headers,
+    )
+    assert answer.status_code == 201, answer.text
+    created = answer.json()
+    return SimpleNamespace(headers={"Authorization": f"Bearer {created['api_key']['key']}"})
+
+
 @pytest.mark.parametrize("path", list(INVALID.values()), ids=list(INVALID))
 @pytest.mark.parametrize("method", ["PUT", "GET", "DELETE", "PRESIGN"])
-def test_an_invalid_path_is_422(path: str, method: str, make_tenant: Any, service: Any) -> None:
-    tenant = make_tenant()
+def test_an_invalid_path_is_422(path: str, method: str, refused_tenant: Any, service: Any) -> None:
+    tenant = refused_tenant
     if method == "PRESIGN":
         answer = service.post(
             f"/v1/files/{path}/presign", json={"method": "GET"}, headers=tenant.headers
@@ -94,8 +109,8 @@ def test_a_segment_seaweedfs_cannot_hold_is_422_not_500(make_tenant: Any, servic
 
 
 @pytest.mark.parametrize("prefix", ["/a", "a//", "../", "a\x00", "x" * 1025])
-def test_an_invalid_listing_prefix_is_422(prefix: str, make_tenant: Any, service: Any) -> None:
-    tenant = make_tenant()
+def test_an_invalid_listing_prefix_is_422(prefix: str, refused_tenant: Any, service: Any) -> None:
+    tenant = refused_tenant
     answer = service.get("/v1/files", params={"prefix": prefix}, headers=tenant.headers)
     assert answer.status_code == 422, answer.text
 

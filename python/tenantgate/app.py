@@ -20,6 +20,7 @@ from tenantgate.routes import SERVICE_ROUTES
 from tenantgate.routes.admin import AdminController
 from tenantgate.routes.audit import AdminAuditController, TenantAuditController
 from tenantgate.routes.cache import CacheController
+from tenantgate.routes.files import FilesController
 from tenantgate.routes.tenant import TenantController
 from tenantgate.settings import Settings
 from tenantgate.tenancy.schemas import JSON_VALUE_SCHEMAS, REQUEST_BODIES
@@ -44,7 +45,12 @@ def create_app(
             ),
             Router(
                 "/",
-                route_handlers=[TenantController, CacheController, TenantAuditController],
+                route_handlers=[
+                    TenantController,
+                    CacheController,
+                    FilesController,
+                    TenantAuditController,
+                ],
                 middleware=plugin.tenant_middleware,
             ),
         ],

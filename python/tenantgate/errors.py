@@ -11,7 +11,8 @@ problem+json responses.
     ├── TenantGoneError                      the caller's tenant was deleted a moment ago
     ├── NotFoundError                        no such resource, or it belongs to another tenant
     ├── ConflictError                        the change clashes with existing state (a taken domain)
-    └── InvalidInputError                    the request is well-formed but its values are not valid
+    ├── InvalidInputError                    the request is well-formed but its values are not valid
+    └── TooLargeError                        an upload is larger than the configured limit
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "SettingsError",
     "TenantGoneError",
     "TenantgateError",
+    "TooLargeError",
     "translated",
 ]
 
@@ -80,6 +82,10 @@ class ConflictError(TenantgateError):
 
 class InvalidInputError(TenantgateError):
     """Well-formed input whose values are not acceptable; the message is the client's detail."""
+
+
+class TooLargeError(TenantgateError):
+    """An upload is larger than its limit; nothing of it was stored. The message says which."""
 
 
 class TenantGoneError(TenantgateError):

@@ -4,6 +4,13 @@ Every name that walls a tenant off — its PostgreSQL schema and role, its Redis
 ACL user, its S3 prefix — is derived here from the tenant id, so no other module formats one
 by hand.
 
+S3 names: a tenant's prefix in the shared bucket is ``<tenant id>/``; an enterprise tenant's
+own bucket is ``<bucket prefix>-<id hex>`` and the shared bucket ``<bucket prefix>-shared``
+(:class:`BucketNames`), the bucket prefix being the deployment's ``TENANTGATE_S3_BUCKET_PREFIX``:
+bucket names are global on AWS, so a deployment chooses a prefix of its own. Every name is
+lowercase letters, digits and hyphens, 3 to 63 characters, as AWS requires (SeaweedFS refuses
+names that are not DNS-like, too). The tenant's S3 (IAM) user is ``tg-<id hex>``.
+
 Redis keys and channels of a tenant all start with ``t:{<tenant id>}:``: the braces are a hash
 tag (a tenant's keys share one Redis Cluster slot) and are not special in Redis's glob
 patterns, so ``t:{<tenant id>}:*`` matches exactly the tenant's keys (a UUID holds no glob
@@ -15,11 +22,19 @@ cached items (:meth:`TenantNames.item_key`, :meth:`TenantNames.item_version_key`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
-__all__ = ["ANNOUNCEMENTS_CHANNEL", "REDIS_TENANTS_PATTERN", "TenantNames", "quote_ident"]
+__all__ = [
+    "ANNOUNCEMENTS_CHANNEL",
+    "BUCKET_PREFIX_PATTERN",
+    "REDIS_TENANTS_PATTERN",
+    "BucketNames",
+    "TenantNames",
+    "quote_ident",
+]
 
 ANNOUNCEMENTS_CHANNEL: Final = "tenantgate:identity"
 """The Redis channel on which instances announce changes to keys and tenants (no tenant's
@@ -49,6 +64,9 @@ class TenantNames:
     redis_user: str
     """``tg_<id hex>``, the tenant's Redis ACL user."""
     s3_prefix: str
+    """``<tenant id>/``: where a standard tenant's objects live in the shared bucket."""
+    s3_user: str
+    """``tg-<id hex>``: the tenant's S3 identity (an IAM user), its inline policy's name too."""
     scope_sql: str
     """`SET LOCAL` statements that put a transaction into this tenant's role and schema."""
     begin_sql: str
@@ -73,6 +91,7 @@ class TenantNames:
             redis_pattern=redis_namespace + "*",
             redis_user=f"tg_{tenant_id.hex}",
             s3_prefix=f"{tenant_id}/",
+            s3_user=f"tg-{tenant_id.hex}",
             scope_sql=scope_sql,
             begin_sql="BEGIN; " + scope_sql,
             lock_key=int.from_bytes(tenant_id.bytes[:8], "big", signed=True),
@@ -91,3 +110,29 @@ class TenantNames:
         """The Redis key of the item's cache version: a random token replaced by every write,
         and a cached copy is served only while it carries the current one."""
         return f"{self.redis_namespace}i:{item_id}:v".encode()
+
+
+BUCKET_PREFIX_PATTERN: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,27}[a-z0-9])?")
+"""A deployment's bucket prefix: at most 29 characters, so ``<prefix>-<32 hex digits>`` stays
+within AWS's 63; lowercase letters, digits and inner hyphens (no dots: path-style and
+virtual-hosted TLS both work)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BucketNames:
+    """The S3 bucket names of one deployment, all starting with its ``prefix``."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if not BUCKET_PREFIX_PATTERN.fullmatch(self.prefix) or "--" in self.prefix:
+            raise ValueError(f"invalid S3 bucket prefix {self.prefix!r}")
+
+    @property
+    def shared(self) -> str:
+        """The bucket every standard tenant shares, each under its own prefix."""
+        return f"{self.prefix}-shared"
+
+    def tenant(self, tenant_id: UUID) -> str:
+        """An enterprise tenant's own bucket. Never reused: tenant ids are never reused."""
+        return f"{self.prefix}-{tenant_id.hex}"

@@ -4,7 +4,10 @@
 
 - a lifespan that opens the backing services' clients (:mod:`tenantgate.resources`) at
   start-up, keeps them on ``app.state`` and closes them at shutdown;
-- the dependency ``resources`` (:class:`~tenantgate.resources.Resources`);
+- the dependency ``resources`` (:class:`~tenantgate.resources.Resources`), and for tenant
+  routes ``tenant``, ``db`` (a tenant transaction), ``cache`` (the tenant's
+  :class:`~tenantgate.cache.TenantCache`) and ``storage`` (the tenant's
+  :class:`~tenantgate.storage.TenantStorage`, signing as the tenant);
 - middleware, outermost first: request id, metrics, audit (tenant identification and rate
   limiting come after these, right in front of the routes);
 - the ``X-Request-ID`` header on every response (a ``before_send`` hook);
@@ -57,6 +60,7 @@ from tenantgate.identity.brake import GuessingBrake
 from tenantgate.keys import KeyHasher, Verifier
 from tenantgate.resources import Resources, open_resources
 from tenantgate.settings import Settings
+from tenantgate.storage import StorageService, TenantStorage, open_storage
 from tenantgate.tenancy.admin import AdminService
 from tenantgate.tenancy.keyring import KeyIssuer
 from tenantgate.tenancy.provisioning import Provisioner
@@ -73,6 +77,7 @@ __all__ = [
     "ADMIN_STATE_KEY",
     "RESOURCES_STATE_KEY",
     "SETTINGS_STATE_KEY",
+    "STORAGE_STATE_KEY",
     "TenantGatePlugin",
     "provide_resources",
 ]
@@ -82,6 +87,9 @@ RESOURCES_STATE_KEY: Final = "tenantgate_resources"
 
 SETTINGS_STATE_KEY: Final = "tenantgate_settings"
 """The key of the application's :class:`Settings` in ``app.state``."""
+
+STORAGE_STATE_KEY: Final = "tenantgate_storage"
+"""The key of the running application's :class:`StorageService` in ``app.state``."""
 
 ADMIN_STATE_KEY: Final = "tenantgate_admin"
 """The key of the running application's :class:`AdminService` in ``app.state``."""
@@ -128,6 +136,14 @@ def provide_tenant_cache(
 ) -> TenantCache:
     """Dependency provider of the caller's cache (commands run as the tenant's Redis user)."""
     return TenantCache.of(resources.tenant_redis, tenant)
+
+
+async def provide_tenant_storage(
+    tenant: NamedDependency[TenantIdentity], state: State
+) -> TenantStorage:
+    """Dependency provider of the caller's :class:`TenantStorage` (its files only)."""
+    storage: StorageService = state[STORAGE_STATE_KEY]
+    return await storage.for_tenant(tenant.names, tenant.tier)
 
 
 async def _repair_left_overs(provisioner: Provisioner) -> None:
@@ -225,6 +241,7 @@ class TenantGatePlugin(InitPluginProtocol):
         app_config.dependencies.setdefault(
             "cache", Provide(provide_tenant_cache, sync_to_thread=False)
         )
+        app_config.dependencies.setdefault("storage", Provide(provide_tenant_storage))
         app_config.signature_namespace.update(
             {
                 "Resources": Resources,
@@ -232,6 +249,7 @@ class TenantGatePlugin(InitPluginProtocol):
                 "TenantIdentity": TenantIdentity,
                 "Connection": Connection,
                 "TenantCache": TenantCache,
+                "TenantStorage": TenantStorage,
             }
         )
         app_config.middleware[:0] = [
@@ -265,10 +283,14 @@ class TenantGatePlugin(InitPluginProtocol):
             tenant_prefixes=self.tenant_path_prefixes,
             admin_prefixes=self.admin_path_prefixes,
         )
-        async with open_resources(self.settings) as resources:
+        async with (
+            open_resources(self.settings) as resources,
+            open_storage(self.settings, resources.database) as storage,
+        ):
             app.state[RESOURCES_STATE_KEY] = resources
+            app.state[STORAGE_STATE_KEY] = storage
             provisioner = Provisioner(
-                resources.database, service_steps(resources.redis, self.settings)
+                resources.database, service_steps(resources.redis, self.settings, storage)
             )
             app.state[ADMIN_STATE_KEY] = AdminService(
                 resources.database, self.issuer, self.identity, provisioner
@@ -292,5 +314,6 @@ class TenantGatePlugin(InitPluginProtocol):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
                 del app.state[ADMIN_STATE_KEY]
+                del app.state[STORAGE_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]
                 app.asgi_handler = routed

@@ -16,6 +16,7 @@ variable                            required  meaning
 ``TENANTGATE_S3_ACCESS_KEY_ID``     no        with the secret below: both or neither
 ``TENANTGATE_S3_SECRET_ACCESS_KEY`` no        unset: boto3's default credential chain
 ``TENANTGATE_S3_REGION``            no        default ``us-east-1``
+``TENANTGATE_S3_BUCKET_PREFIX``     no        default ``tenantgate``; bucket names start so
 ``TENANTGATE_ADMIN_TOKEN``          yes       at least 16 printable ASCII characters
 ``TENANTGATE_KEY_PEPPER``           yes       hex, at least 16 bytes (``openssl rand -hex 32``)
 ``TENANTGATE_PKCS11_LIB``           no        path of the PKCS#11 library; the three
@@ -47,6 +48,7 @@ from typing import Literal, get_args
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from tenantgate.errors import SettingsError
+from tenantgate.naming import BUCKET_PREFIX_PATTERN
 
 __all__ = [
     "DatabaseSettings",
@@ -168,6 +170,12 @@ class S3Settings:
 
     region: str = "us-east-1"
     """``TENANTGATE_S3_REGION``: the region requests are signed for."""
+
+    bucket_prefix: str = "tenantgate"
+    """``TENANTGATE_S3_BUCKET_PREFIX``: every bucket the service makes is named
+    ``<prefix>-shared`` (standard tenants) or ``<prefix>-<tenant id hex>`` (enterprise
+    tenants). Bucket names are global on AWS: choose a prefix your organisation owns. At most
+    29 lowercase letters, digits and inner hyphens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +414,7 @@ def _s3_settings(env: _Environment) -> S3Settings:
         access_key_id=access_key_id,
         secret_access_key=secret_access_key,
         region=env.optional("S3_REGION") or "us-east-1",
+        bucket_prefix=_bucket_prefix(env),
     )
 
 
@@ -425,6 +434,16 @@ def _redis_settings(env: _Environment) -> RedisSettings:
         cluster=cluster,
         pool_max_size=env.positive_int("REDIS_POOL_SIZE", default=32),
     )
+
+
+def _bucket_prefix(env: _Environment) -> str:
+    prefix = env.optional("S3_BUCKET_PREFIX") or "tenantgate"
+    if not BUCKET_PREFIX_PATTERN.fullmatch(prefix) or "--" in prefix:
+        raise env.malformed(
+            "S3_BUCKET_PREFIX",
+            "must be 1 to 29 lowercase letters, digits and single inner hyphens",
+        )
+    return prefix
 
 
 def _admin_token(env: _Environment) -> str:

@@ -20,6 +20,7 @@ from tenantgate.cli.reporting import failure_line, load_settings
 from tenantgate.db.pool import open_database
 from tenantgate.errors import TenantgateError
 from tenantgate.settings import Settings
+from tenantgate.storage import open_storage
 from tenantgate.tenancy.provisioning import Provisioner, RepairReport
 from tenantgate.tenancy.steps import service_steps
 
@@ -74,5 +75,9 @@ def run_repair(
 
 
 async def _repair(settings: Settings) -> RepairReport:
-    async with open_database(settings.database) as database, open_redis(settings.redis) as redis:
-        return await Provisioner(database, service_steps(redis, settings)).repair()
+    async with (
+        open_database(settings.database) as database,
+        open_redis(settings.redis) as redis,
+        open_storage(settings, database) as storage,
+    ):
+        return await Provisioner(database, service_steps(redis, settings, storage)).repair()

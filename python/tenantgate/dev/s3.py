@@ -18,6 +18,11 @@ Security-relevant settings, verified against 4.48:
   unsigned requests get ``AccessDenied``.
 * ``-s3.autoCreateBucket=false``: by default (``true``) a PUT to a missing bucket by an admin
   identity creates it; with ``false`` it answers ``NoSuchBucket``.
+* ``-s3.iam.readOnly=false``: the AWS IAM API that the gateway serves on its S3 port accepts
+  writes (``CreateUser``, ``CreateAccessKey``, ``PutUserPolicy``, ...), so the service
+  provisions tenants' identities here exactly as on AWS (:mod:`tenantgate.storage.identities`).
+  Only the admin identity may call it; by default writes answer "IAM write operations are
+  disabled on this server".
 
 Identities at runtime (checked for real): the gateway reads ``-s3.config`` **only at start**;
 rewriting the file has no effect on the running gateway. ``weed shell`` ``s3.configure ...
@@ -228,6 +233,7 @@ class EmbeddedS3(EmbeddedServer):
             f"-s3.port.grpc={p.s3_grpc}",
             f"-s3.config={self.config_path}",
             "-s3.autoCreateBucket=false",
+            "-s3.iam.readOnly=false",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.localSocket={self._socket_dir / 's3.sock'}",

@@ -6,8 +6,8 @@ never carries a ``detail``: every refused authentication must look the same. Lit
 validation errors (400 there) are answered ``422`` with a ``detail`` saying what is wrong,
 :class:`~tenantgate.errors.ServiceUnavailableError` ``503`` with ``Retry-After``, the other
 domain errors their status (``NotFoundError`` 404, ``ConflictError`` 409,
-``InvalidInputError`` 422), and any other exception ``500`` without a word about its cause,
-which is logged instead.
+``InvalidInputError`` 422, ``TooLargeError`` 413), and any other exception ``500`` without a
+word about its cause, which is logged instead.
 
 :data:`DEFAULT_EXCEPTION_HANDLERS` maps exception types to these handlers; the plugin
 installs each one unless the application already handles that type.
@@ -32,6 +32,7 @@ from tenantgate.errors import (
     ServiceUnavailableError,
     TenantgateError,
     TenantGoneError,
+    TooLargeError,
 )
 from tenantgate.http.request_id import request_id_of
 from tenantgate.identity.responses import forbidden_response
@@ -146,6 +147,13 @@ def handle_invalid_input(
     return problem_response(_UNPROCESSABLE, str(exc) or "the request is invalid")
 
 
+def handle_too_large(
+    request: Request[Any, Any, Any], exc: TooLargeError
+) -> Response[dict[str, Any]]:
+    """An upload over its limit (nothing was stored): ``413``."""
+    return problem_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc))
+
+
 def handle_service_unavailable(
     request: Request[Any, Any, Any], exc: ServiceUnavailableError
 ) -> Response[dict[str, Any]]:
@@ -203,6 +211,7 @@ DEFAULT_EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     NotFoundError: handle_not_found,
     ConflictError: handle_conflict,
     InvalidInputError: handle_invalid_input,
+    TooLargeError: handle_too_large,
     TenantGoneError: handle_tenant_gone,
     ServiceUnavailableError: handle_service_unavailable,
     UnicodeDecodeError: handle_undecodable_body,

@@ -1,13 +1,15 @@
-"""The service's S3 client: created and closed here only.
+"""boto3 clients: created here only, with the same short timeouts and retry mode everywhere.
 
-boto3 blocks, so every call goes through a worker thread (``anyio.to_thread.run_sync``).
+boto3 blocks, so every call goes through a worker thread (``anyio.to_thread.run_sync``); see
+:mod:`tenantgate.storage.blocking` for the bounded pool the file routes use.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio.to_thread
 import boto3
@@ -20,13 +22,25 @@ if TYPE_CHECKING:
 
     from tenantgate.settings import S3Settings
 
-__all__ = ["CONNECT_TIMEOUT_SECONDS", "READ_TIMEOUT_SECONDS", "open_s3", "ping"]
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "READ_TIMEOUT_SECONDS",
+    "create_client",
+    "open_s3",
+    "ping",
+]
 
 CONNECT_TIMEOUT_SECONDS: Final = 2.0
 """How long opening a connection to the S3 endpoint may take."""
 
 READ_TIMEOUT_SECONDS: Final = 10.0
 """How long one S3 response may take to start arriving."""
+
+_session = boto3.session.Session()
+"""One session for every client: its loader parses each service's model once (a fresh session
+per client costs tens of milliseconds); creating clients from it is serialised by the lock,
+as boto3 sessions are not thread-safe."""
+_session_lock = threading.Lock()
 
 
 @asynccontextmanager
@@ -46,20 +60,35 @@ async def ping(client: S3Client) -> None:
 
 
 def _create_client(settings: S3Settings) -> S3Client:
+    client: S3Client = create_client(
+        settings, "s3", settings.access_key_id, settings.secret_access_key
+    )
+    return client
+
+
+def create_client(
+    settings: S3Settings,
+    service: str,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+) -> Any:
+    """A boto3 client of ``service`` (``s3`` or ``iam``) at ``settings``' endpoint, signing
+    with the given keys (``None``: boto3's default chain). Blocks: call it in a thread."""
     config = botocore.config.Config(
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=READ_TIMEOUT_SECONDS,
         retries={"mode": "standard", "max_attempts": 2},
+        # SigV4 for presigned URLs too: it signs `content-length` into a sized PUT URL.
         signature_version="s3v4",
         # Self-hosted gateways (SeaweedFS, MinIO) have no per-bucket DNS names.
         s3={"addressing_style": "path" if settings.endpoint_url else "auto"},
     )
-    session = boto3.session.Session()
-    return session.client(
-        "s3",
-        endpoint_url=settings.endpoint_url,
-        aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key,
-        region_name=settings.region,
-        config=config,
-    )
+    with _session_lock:
+        return _session.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=settings.endpoint_url,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            region_name=settings.region,
+            config=config,
+        )

@@ -7,7 +7,13 @@ from typing import Final
 
 import botocore.exceptions
 
-from tenantgate.errors import ServiceUnavailableError, TenantgateError, translated
+from tenantgate.errors import (
+    InvalidInputError,
+    NotFoundError,
+    ServiceUnavailableError,
+    TenantgateError,
+    translated,
+)
 
 __all__ = ["SERVICE", "translate", "translating"]
 
@@ -29,6 +35,10 @@ _UNAVAILABLE_CODES: Final = frozenset(
 )
 
 
+_NOT_FOUND_CODES: Final = frozenset({"NoSuchKey", "404"})
+"""A missing object (``GetObject`` says ``NoSuchKey``, ``HeadObject`` only its status)."""
+
+
 _DRIVER_ERRORS: Final = (
     botocore.exceptions.BotoCoreError,
     botocore.exceptions.ClientError,
@@ -45,6 +55,10 @@ def translate(exc: BaseException) -> TenantgateError | None:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in _UNAVAILABLE_CODES:
             return ServiceUnavailableError(SERVICE)
+        if code in _NOT_FOUND_CODES:
+            return NotFoundError("file")
+        if code == "KeyTooLongError":  # SeaweedFS: a segment over 255 bytes (AWS: key > 1024)
+            return InvalidInputError("path: too long for the object store")
     return None
 
 

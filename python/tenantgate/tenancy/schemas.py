@@ -39,6 +39,7 @@ __all__ = [
     "PatchTenant",
     "Plan",
     "PlanList",
+    "PresignBody",
     "PutPlan",
     "RotateKey",
     "Tenant",
@@ -335,6 +336,24 @@ class ItemPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+class PresignBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    method: Literal["GET", "PUT"]
+    expires_in_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 300
+    content_length: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "description": (
+            "content_length only with method PUT, and at most TENANTGATE_MAX_FILE_BYTES (else 422)."
+        ),
+        "anyOf": [
+            {"properties": {"content_length": {"type": "null"}}},
+            {"not": {"required": ["content_length"]}},
+            {"properties": {"method": {"const": "PUT"}}},
+        ],
+    }
+    """The rule across fields that `TenantStorage.presign` checks, for the OpenAPI document."""
+
+
 REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     CreateTenant,
     PatchTenant,
@@ -343,5 +362,6 @@ REQUEST_BODIES: tuple[type[msgspec.Struct], ...] = (
     PutPlan,
     ItemBody,
     CacheEntryBody,
+    PresignBody,
 )
 """The shapes clients send: decoded with unknown fields refused, documented as msgspec sees them."""

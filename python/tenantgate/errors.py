@@ -8,6 +8,7 @@ problem+json responses.
     ├── SettingsError                        a missing or malformed TENANTGATE_* setting
     ├── EmbeddedServerError                  an embedded server failed to start or answer
     ├── ServiceUnavailableError              a backing service (PostgreSQL, Redis, S3) is down
+    ├── KeyScopeError                        the caller's key lacks the scope this needs
     ├── TenantGoneError                      the caller's tenant was deleted a moment ago
     ├── NotFoundError                        no such resource, or it belongs to another tenant
     ├── ConflictError                        the change clashes with existing state (a taken domain)
@@ -25,6 +26,7 @@ __all__ = [
     "EmbeddedServerError",
     "InvalidInputError",
     "KeyFormatError",
+    "KeyScopeError",
     "NotFoundError",
     "ServiceUnavailableError",
     "SettingsError",
@@ -86,6 +88,10 @@ class InvalidInputError(TenantgateError):
 
 class TooLargeError(TenantgateError):
     """An upload is larger than its limit; nothing of it was stored. The message says which."""
+
+
+class KeyScopeError(TenantgateError):
+    """The caller's key may not do this (its scopes). Answered like any other refused key."""
 
 
 class TenantGoneError(TenantgateError):

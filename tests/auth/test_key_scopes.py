@@ -125,3 +125,24 @@ def test_bad_limits_are_422(
     answer = service.post(f"/admin/v1/tenants/{tenant.id}/keys", json=body, headers=admin_headers)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"]
+
+
+def test_a_files_read_key_cannot_write_nor_presign_a_write(
+    service: Any, make_tenant: Any, admin_headers: dict[str, str]
+) -> None:
+    tenant = make_tenant()
+    typed = {**tenant.headers, "Content-Type": "text/plain"}
+    stored = service.put("/v1/files/a.txt", content=b"hello", headers=typed)
+    assert stored.status_code == 201, stored.text
+    headers = _bearer(_key(service, admin_headers, tenant, scopes=["files:read"]))
+
+    assert service.get("/v1/files/a.txt", headers=headers).content == b"hello"
+    assert service.get("/v1/files", headers=headers).status_code == 200
+    read_url = service.post("/v1/files/a.txt/presign", json={"method": "GET"}, headers=headers)
+    assert read_url.status_code == 200, read_url.text
+    for answer in (
+        service.put("/v1/files/b.txt", content=b"x", headers=headers),
+        service.delete("/v1/files/a.txt", headers=headers),
+        service.post("/v1/files/a.txt/presign", json={"method": "PUT"}, headers=headers),
+    ):
+        assert (answer.status_code, answer.content) == (403, FORBIDDEN_BODY)

@@ -28,6 +28,7 @@ from tenantgate.db.errors import translate as translate_postgres_error
 from tenantgate.errors import (
     ConflictError,
     InvalidInputError,
+    KeyScopeError,
     NotFoundError,
     ServiceUnavailableError,
     TenantgateError,
@@ -134,6 +135,12 @@ def handle_conflict(
     return problem_response(HTTPStatus.CONFLICT, str(exc))
 
 
+def handle_key_scope(request: Request[Any, Any, Any], exc: KeyScopeError) -> Response[bytes]:
+    """The key lacks the scope this request needs (found by the handler, the body deciding):
+    the one ``403``."""
+    return forbidden_response()
+
+
 def handle_tenant_gone(request: Request[Any, Any, Any], exc: TenantGoneError) -> Response[bytes]:
     """The caller's tenant was deleted (through another instance) after its key was cached:
     the one ``403`` of every refused key, byte for byte and header for header."""
@@ -213,6 +220,7 @@ DEFAULT_EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     InvalidInputError: handle_invalid_input,
     TooLargeError: handle_too_large,
     TenantGoneError: handle_tenant_gone,
+    KeyScopeError: handle_key_scope,
     ServiceUnavailableError: handle_service_unavailable,
     UnicodeDecodeError: handle_undecodable_body,
     RecursionError: handle_undecodable_body,

@@ -31,7 +31,7 @@ from tenantgate.identity.responses import (
 )
 from tenantgate.keys import Miss
 from tenantgate.limits import Decision
-from tenantgate.scopes import SCOPE_OPT
+from tenantgate.scopes import KEY_SCOPES_STATE_KEY, SCOPE_OPT
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -136,6 +136,8 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
             return
         identity = entry.identity
         scope["state"]["tenant"] = identity
+        if entry.scopes is not None:
+            scope["state"][KEY_SCOPES_STATE_KEY] = entry.scopes
         token = _set_current_tenant(identity)
         try:
             await next_app(scope, receive, with_rate_limit_headers(send, headers))

@@ -27,6 +27,7 @@ from tenantgate.errors import InvalidInputError, NotFoundError
 from tenantgate.http.openapi import TENANT_SCHEME, problems
 from tenantgate.routes.controller import ApiController
 from tenantgate.routes.params import strict_body
+from tenantgate.scopes import SCOPE_OPT, require_scope
 from tenantgate.storage import FileList, Presigned, StoredFile, TenantStorage
 from tenantgate.storage.paths import MAX_PATH_BYTES, PATH_PATTERN, PREFIX_PATTERN
 from tenantgate.tenancy.schemas import PresignBody
@@ -87,7 +88,7 @@ class FilesController(ApiController):
     tags = ["files"]  # noqa: RUF012 — Litestar reads it as a plain class attribute
     security = [{TENANT_SCHEME: []}]  # noqa: RUF012
 
-    @get("/", responses=problems(notes={422: _LENGTH_422}))
+    @get("/", responses=problems(notes={422: _LENGTH_422}), opt={SCOPE_OPT: "files:read"})
     async def list_files(self, storage: Storage, prefix: Prefix = "") -> FileList:
         """The tenant's files whose path starts with `prefix`, in path order."""
         return await storage.list(prefix)
@@ -96,6 +97,7 @@ class FilesController(ApiController):
         "/{path:path}",
         status_code=201,
         request_max_body_size=None,
+        opt={SCOPE_OPT: "files:write"},
         responses=problems(
             413,
             notes={
@@ -117,6 +119,7 @@ class FilesController(ApiController):
 
     @get(
         "/{path:path}",
+        opt={SCOPE_OPT: "files:read"},
         # Documentation of the 200: any media type, the one the file was stored with.
         media_type="*/*",
         responses=problems(notes={404: "No such file.", 422: _LENGTH_422}),
@@ -138,6 +141,7 @@ class FilesController(ApiController):
     @delete(
         "/{path:path}",
         status_code=204,
+        opt={SCOPE_OPT: "files:write"},
         responses=problems(notes={404: "No such file.", 422: _LENGTH_422}),
     )
     async def delete_file(self, path: FilePath, request: AnyRequest, storage: Storage) -> None:
@@ -147,6 +151,7 @@ class FilesController(ApiController):
     @post(
         "/{path:path}",
         status_code=200,
+        opt={SCOPE_OPT: "files:read"},
         responses=problems(
             notes={
                 404: "The path does not end in `/presign`.",
@@ -168,6 +173,8 @@ class FilesController(ApiController):
         if not full.endswith(_PRESIGN):
             raise NotFoundError("route")
         body = await strict_body(request, PresignBody)
+        if body.method == "PUT":
+            require_scope(request.scope["state"], "files:write")  # a presigned PUT writes
         return await storage.presign(
             full[: -len(_PRESIGN)],
             body.method,

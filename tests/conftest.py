@@ -283,15 +283,23 @@ class NewTenant:
 
 
 @pytest.fixture
-def make_tenant(service: Any, admin_headers: dict[str, str]) -> Any:
-    """Create a fresh tenant through the admin API: `make_tenant(name=..., tier=...)`."""
+def make_tenant(service: Any, admin_headers: dict[str, str]) -> Iterator[Any]:
+    """Create a fresh tenant through the admin API: `make_tenant(name=..., tier=...)`.
+
+    The test's tenants are deleted after it, as far as the servers allow (a test may have
+    deleted one, or left a server stopped): tenants left behind would pile up S3 identities,
+    and SeaweedFS's IAM writes slow down with their number (~1 s each at 250 identities)."""
+    import contextlib
     import uuid
+
+    made: list[str] = []
 
     def make(**fields: Any) -> NewTenant:
         body = {"name": f"tenant-{uuid.uuid4().hex[:8]}", **fields}
         answer = service.post("/admin/v1/tenants", json=body, headers=admin_headers)
         assert answer.status_code == 201, answer.text
         created = answer.json()
+        made.append(created["tenant"]["id"])
         return NewTenant(
             id=created["tenant"]["id"],
             key=created["api_key"]["key"],
@@ -299,7 +307,10 @@ def make_tenant(service: Any, admin_headers: dict[str, str]) -> Any:
             body=created,
         )
 
-    return make
+    yield make
+    for tenant_id in made:
+        with contextlib.suppress(Exception):
+            service.delete(f"/admin/v1/tenants/{tenant_id}", headers=admin_headers)
 
 
 @pytest.fixture

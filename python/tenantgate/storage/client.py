@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
+    "IAM_READ_TIMEOUT_SECONDS",
     "READ_TIMEOUT_SECONDS",
     "create_client",
     "open_s3",
@@ -35,6 +36,11 @@ CONNECT_TIMEOUT_SECONDS: Final = 2.0
 
 READ_TIMEOUT_SECONDS: Final = 10.0
 """How long one S3 response may take to start arriving."""
+
+IAM_READ_TIMEOUT_SECONDS: Final = 60.0
+"""The same for an IAM call: provisioning only, never on a tenant's request path, and slow on
+SeaweedFS with many identities (each write took ~1 s with 250 identities on a 2-core box: it
+rewrites them all)."""
 
 _session = boto3.session.Session()
 """One session for every client: its loader parses each service's model once (a fresh session
@@ -76,7 +82,7 @@ def create_client(
     with the given keys (``None``: boto3's default chain). Blocks: call it in a thread."""
     config = botocore.config.Config(
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
+        read_timeout=IAM_READ_TIMEOUT_SECONDS if service == "iam" else READ_TIMEOUT_SECONDS,
         retries={"mode": "standard", "max_attempts": 2},
         # SigV4 for presigned URLs too: it signs `content-length` into a sized PUT URL.
         signature_version="s3v4",

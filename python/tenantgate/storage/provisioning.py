@@ -46,9 +46,10 @@ class S3Identity:
         placement = placement_of(tenant.names, tenant.tier, storage.buckets)
         region = storage.s3_settings.region
         await storage.blocking.run(ensure_bucket, storage.s3, placement.bucket, region)
-        access_key_id, secret = await storage.blocking.run(
-            create_identity, storage.iam, tenant.names.s3_user, placement
-        )
+        async with storage.iam_lock:
+            access_key_id, secret = await storage.blocking.run(
+                create_identity, storage.iam, tenant.names.s3_user, placement
+            )
         sealed = seal(self._pepper, tenant.id, access_key_id, secret)
         await storage_credentials.store(tenant.connection, tenant.id, access_key_id, sealed)
         storage.forget(tenant.id)
@@ -57,7 +58,8 @@ class S3Identity:
         storage = self._storage
         storage.forget(tenant.id)
         placement = placement_of(tenant.names, tenant.tier, storage.buckets)
-        await storage.blocking.run(remove_identity, storage.iam, tenant.names.s3_user)
+        async with storage.iam_lock:
+            await storage.blocking.run(remove_identity, storage.iam, tenant.names.s3_user)
         if placement.own_bucket:
             await storage.blocking.run(delete_bucket, storage.s3, placement.bucket)
         else:

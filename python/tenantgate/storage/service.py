@@ -69,6 +69,10 @@ class StorageService:
         self.iam: Final = iam
         """The service's own IAM client (tenants' identities)."""
         self.blocking: Final = blocking or Blocking()
+        self.iam_lock: Final = anyio.Lock()
+        """Serialises this process's IAM changes: SeaweedFS applies them one at a time anyway
+        (a read-modify-write of all identities), and calls queued here do not run down their
+        read timeout while waiting for one another."""
         self._pepper = settings.security.key_pepper
         self._database = database
         self._clients: OrderedDict[UUID, tuple[str, S3Client]] = OrderedDict()

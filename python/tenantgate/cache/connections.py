@@ -207,9 +207,10 @@ async def round_trip(
     in a state redis-py does not know. Redis refusing the database raises
     :class:`DatabaseRefusedError` (the commands then ran in the connection's own database,
     still as whoever ``commands`` authenticate as: only a server restarted with fewer
-    ``databases`` than before does that); a cluster node that no longer holds the slot raises
-    :class:`TopologyChangedError` after the topology was read again. A connection found
-    broken is replaced once.
+    ``databases`` than before does that). A connection found broken is replaced once; a cluster
+    node that no longer holds the slot makes the topology be read again and the round trip go
+    to the new node, once (then :class:`TopologyChangedError`). The commands must be
+    idempotent.
     """
     for attempt in (1, 2):
         lease = await source.borrow(routing_key)
@@ -222,8 +223,11 @@ async def round_trip(
             # killed): once more, on a fresh connection. Our commands are idempotent.
             continue
         if any(isinstance(reply, MovedError | AskError) for reply in replies):
+            # The slot moved to another node: read the topology again and, once, go there.
             await source.topology_changed()
-            raise TopologyChangedError
+            if attempt == 2:
+                raise TopologyChangedError
+            continue
         return replies
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -42,7 +42,6 @@ from tenantgate.cache.connections import (
     Command,
     RedisClient,
     Reply,
-    TopologyChangedError,
     round_trip,
     source_of,
 )
@@ -135,24 +134,9 @@ class TenantRedis:
         restore = [self._service_auth]
         routing_key = names.redis_namespace.encode()
         try:
-            try:
-                replies = await round_trip(
-                    self._source,
-                    routing_key,
-                    everything,
-                    database=tenant.database,
-                    restore=restore,
-                )
-            except TopologyChangedError:
-                # The tenant's slot moved to another node: once more, on the right one. Our
-                # commands are idempotent. (A broken pooled connection is retried below.)
-                replies = await round_trip(
-                    self._source,
-                    routing_key,
-                    everything,
-                    database=tenant.database,
-                    restore=restore,
-                )
+            replies = await round_trip(
+                self._source, routing_key, everything, database=tenant.database, restore=restore
+            )
         except Exception as exc:
             raise self._down(exc) from exc
         return not isinstance(replies[0], Exception), replies[1:]

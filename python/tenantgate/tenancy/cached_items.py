@@ -10,6 +10,7 @@ invalidation is kept until Redis is back (see :mod:`tenantgate.cache.items`).
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -21,10 +22,12 @@ from tenantgate.tenancy import items
 from tenantgate.tenancy.schemas import Item
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from uuid import UUID
 
     from litestar.types import Scope
 
+    from tenantgate.db.types import Connection
     from tenantgate.identity import TenantIdentity
     from tenantgate.resources import Resources
 
@@ -56,18 +59,10 @@ async def replace_item(
 ) -> Item:
     """Replace the item's data (and record it in the audit log, in the same transaction);
     cached copies are stale before this returns."""
-    may_have_changed = True
-    try:
-        async with resources.database.transaction(tenant.names) as connection:
-            item = await items.replace_item(connection, item_id, data)
-            await record_change(connection, tenant.names, scope, 200, {"item_id": str(item_id)})
-            return item
-    except NotFoundError:
-        may_have_changed = False
-        raise
-    finally:
-        if may_have_changed:
-            await resources.item_cache.invalidate(RedisTenant.of(tenant), item_id)
+    async with _changing(resources, tenant, item_id) as connection:
+        item = await items.replace_item(connection, item_id, data)
+        await record_change(connection, tenant.names, scope, 200, {"item_id": str(item_id)})
+    return item
 
 
 async def delete_item(
@@ -75,11 +70,21 @@ async def delete_item(
 ) -> None:
     """Delete the item (and record it in the audit log, in the same transaction); cached copies
     are gone before this returns."""
+    async with _changing(resources, tenant, item_id) as connection:
+        await items.delete_item(connection, item_id)
+        await record_change(connection, tenant.names, scope, 204, {"item_id": str(item_id)})
+
+
+@asynccontextmanager
+async def _changing(
+    resources: Resources, tenant: TenantIdentity, item_id: UUID
+) -> AsyncIterator[Connection]:
+    """A tenant transaction that changes the item, then invalidates its cached copies — also
+    when it failed in a way that may have committed it, not when the item was not there."""
     may_have_changed = True
     try:
         async with resources.database.transaction(tenant.names) as connection:
-            await items.delete_item(connection, item_id)
-            await record_change(connection, tenant.names, scope, 204, {"item_id": str(item_id)})
+            yield connection
     except NotFoundError:
         may_have_changed = False
         raise

@@ -82,14 +82,16 @@ def app_on(service_environment: dict[str, str], admin_headers: dict[str, str]) -
         settings = Settings.from_env(environ)
         client = TestClient(create_app(settings))
         client.__enter__()
-        clients.append(client)
-        return _AppClient(client, settings, admin_headers)
+        app = _AppClient(client, settings, admin_headers)
+        clients.append(app)
+        return app
 
     try:
         yield start
     finally:
-        for client in reversed(clients):
-            client.__exit__(None, None, None)
+        for app in reversed(clients):
+            app.delete_tenants()
+            app.client.__exit__(None, None, None)
 
 
 class _AppClient:
@@ -99,6 +101,16 @@ class _AppClient:
         self.client = client
         self.settings = settings
         self._admin_headers = admin_headers
+        self._made: list[str] = []
+
+    def delete_tenants(self) -> None:
+        """Delete the tenants made through this client, as far as its servers allow (each holds
+        an S3 identity, and SeaweedFS's IAM slows down with their number)."""
+        import contextlib
+
+        for tenant_id in self._made:
+            with contextlib.suppress(Exception):
+                self.client.delete(f"/admin/v1/tenants/{tenant_id}", headers=self._admin_headers)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
@@ -111,5 +123,6 @@ class _AppClient:
         answer = self.client.post("/admin/v1/tenants", json=body, headers=self._admin_headers)
         assert answer.status_code == 201, answer.text
         created: dict[str, Any] = answer.json()
+        self._made.append(created["tenant"]["id"])
         created["headers"] = {"Authorization": f"Bearer {created['api_key']['key']}"}
         return created

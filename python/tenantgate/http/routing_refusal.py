@@ -113,7 +113,7 @@ class RoutingRefusal:
         verdict = verifier.verify(authorization, host)
         if type(verdict) is Miss:
             address = source_address(scope, self._trusted_proxies)
-            if self._brake.holds(address):
+            if not self._keys.known_good(verdict.digest) and self._brake.holds(address):
                 return False
             await self._keys.resolve(verdict)
             verdict = verifier.verify(authorization, host)

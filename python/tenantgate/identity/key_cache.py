@@ -22,6 +22,8 @@ per request.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -54,6 +56,13 @@ MAX_LOOKUPS_IN_FLIGHT = 16
 
 LOOKUP_QUEUE_SECONDS = 2.0
 """How long a miss waits for a lookup slot before its answer is a 503."""
+
+KNOWN_GOOD_SECONDS = 600.0
+"""How long a key found usable stays "known good" for the guessing brake after its record
+(trusted one second) expired."""
+
+KNOWN_GOOD_CAPACITY = 100_000
+"""Known-good key digests remembered, at most (the least recently confirmed go first)."""
 
 KeyLookup = Callable[[bytes], Awaitable[KeyRecord | None]]
 """Find the key stored under a digest (:meth:`IdentitySource.find_key
@@ -154,6 +163,7 @@ class KeyCache:
         self._pending: dict[bytes, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(MAX_LOOKUPS_IN_FLIGHT)
         self._used: set[UUID] = set()
+        self._known_good: OrderedDict[bytes, float] = OrderedDict()
         self.lookups = 0
         """Lookups started so far (a counter for ``/metrics``)."""
 
@@ -161,6 +171,19 @@ class KeyCache:
     def lookups_in_flight(self) -> int:
         """Digests being looked up right now (a gauge for ``/metrics``)."""
         return len(self._pending)
+
+    def known_good(self, digest: bytes) -> bool:
+        """Whether ``digest`` was a usable key's within :data:`KNOWN_GOOD_SECONDS` (so the
+        guessing brake lets its lookup through: a customer's key whose record merely expired
+        is not a guess)."""
+        seen = self._known_good.get(digest)
+        return seen is not None and time.monotonic() - seen < KNOWN_GOOD_SECONDS
+
+    def _remember_good(self, digest: bytes) -> None:
+        self._known_good[digest] = time.monotonic()
+        self._known_good.move_to_end(digest)
+        while len(self._known_good) > KNOWN_GOOD_CAPACITY:
+            self._known_good.popitem(last=False)
 
     def take_used(self) -> list[UUID]:
         """The ids of usable keys looked up since the last call (for ``last_used_at``)."""
@@ -225,6 +248,7 @@ class KeyCache:
         )
         if record.usable:
             self._used.add(record.key_id)
+            self._remember_good(digest)
         quota = self._plans.quota(PlanRecord(record.plan, record.rate_per_second, record.burst))
         tenant_id = str(record.tenant_id)
         self.verifier.insert(

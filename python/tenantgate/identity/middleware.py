@@ -100,10 +100,11 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
         # One native call identifies the key and takes a token from its tenant's bucket.
         decision = verifier.verify_and_acquire(authorization, host, limiter)
         if type(decision) is Miss:
-            # Only a key this instance does not know costs a lookup, and only such keys meet
-            # the brake: known-good keys from a braked address keep working.
+            # Only a key this instance does not know costs a lookup, and only keys not known
+            # to be good meet the brake: a customer's key from a braked address (a NAT shared
+            # with a guesser) keeps working after its record expires.
             address = source_address(scope, self._trusted_proxies)
-            if self._brake.holds(address):
+            if not self._keys.known_good(decision.digest) and self._brake.holds(address):
                 await send_forbidden(send)
                 return
             await self._keys.resolve(decision)

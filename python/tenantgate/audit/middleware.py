@@ -19,6 +19,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 
 from tenantgate.audit.records import AUDITED_STATE_KEY, event_of
+from tenantgate.http.prefixes import under
 from tenantgate.identity.middleware import REFUSAL_STATE_KEY
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["AuditMiddleware"]
 
 _CHANGES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def _under(path: str, prefixes: Sequence[str]) -> bool:
-    return any(path == prefix.rstrip("/") or path.startswith(prefix) for prefix in prefixes)
 
 
 class AuditMiddleware(ASGIMiddleware):
@@ -52,8 +49,8 @@ class AuditMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         path = scope["path"]
-        admin = _under(path, self._admin_prefixes)
-        if not admin and not _under(path, self._tenant_prefixes):
+        admin = under(path, self._admin_prefixes)
+        if not admin and not under(path, self._tenant_prefixes):
             await next_app(scope, receive, send)
             return
         status = 500

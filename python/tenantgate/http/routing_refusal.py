@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from litestar.enums import ScopeType
 
+from tenantgate.http.prefixes import under
 from tenantgate.identity import send_forbidden
 from tenantgate.identity.brake import source_address
 from tenantgate.keys import Miss
@@ -35,10 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["RoutingRefusal"]
 
 _ROUTING_ERRORS = frozenset({404, 405})
-
-
-def _under(path: str, prefixes: Sequence[str]) -> bool:
-    return any(path == prefix.rstrip("/") or path.startswith(prefix) for prefix in prefixes)
 
 
 class RoutingRefusal:
@@ -70,8 +67,8 @@ class RoutingRefusal:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        admin = _under(path, self._admin_prefixes)
-        if not admin and not _under(path, self._tenant_prefixes):
+        admin = under(path, self._admin_prefixes)
+        if not admin and not under(path, self._tenant_prefixes):
             await self.app(scope, receive, send)
             return
         refused = False

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,8 @@ from tenantgate.audit import AuditWriter
 from tenantgate.audit.middleware import AuditMiddleware
 from tenantgate.cache import TenantCache
 from tenantgate.cache.announcements import listen, publish
+from tenantgate.cache.client import open_redis
+from tenantgate.cluster_limits import LEASE_TIMEOUT_SECONDS, ClusterBudget
 from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.types import Connection
 from tenantgate.errors import ServiceUnavailableError
@@ -167,6 +170,7 @@ class TenantGatePlugin(InitPluginProtocol):
         "admin_path_prefixes",
         "audit",
         "brake",
+        "cluster",
         "identity",
         "issuer",
         "limiter",
@@ -200,7 +204,11 @@ class TenantGatePlugin(InitPluginProtocol):
         else this process's own."""
         self.brake = GuessingBrake()
         """Failed identifications per source address (the brake on key guessing)."""
-        self.metrics.registry.register(FrontDoorCollector(self.identity.keys, self.brake))
+        self.cluster = ClusterBudget() if settings.limits.ratelimit_scope == "cluster" else None
+        """The tenants' budgets across instances (``TENANTGATE_RATELIMIT_SCOPE=cluster``)."""
+        self.metrics.registry.register(
+            FrontDoorCollector(self.identity.keys, self.brake, self.cluster)
+        )
         self.audit = AuditWriter()
         """Audit records of requests that change nothing in PostgreSQL themselves."""
         self.metrics.registry.register(AuditCollector(self.audit))
@@ -219,6 +227,7 @@ class TenantGatePlugin(InitPluginProtocol):
                 self.identity.domains,
                 self.brake,
                 self.settings.security.trusted_proxies,
+                self.cluster,
             )
         ]
 
@@ -267,6 +276,25 @@ class TenantGatePlugin(InitPluginProtocol):
         return app_config
 
     @asynccontextmanager
+    async def _leasing(self) -> AsyncIterator[None]:
+        """In the cluster scope, the cluster tier's own Redis client: a short timeout (a slow
+        Redis must not hold requests; the host tier decides meanwhile) and a few connections
+        (a lease round trip is rare)."""
+        cluster = self.cluster
+        if cluster is None:
+            yield
+            return
+        redis_settings = dataclasses.replace(
+            self.settings.redis, timeout_seconds=LEASE_TIMEOUT_SECONDS, pool_max_size=4
+        )
+        async with open_redis(redis_settings) as redis:
+            cluster.attach(redis)
+            try:
+                yield
+            finally:
+                await cluster.close()
+
+    @asynccontextmanager
     async def _open_resources(self, app: Litestar) -> AsyncIterator[None]:
         # Litestar 2.25 builds the app's layer from its constructor argument, not from the
         # AppConfig plugins see (litestar#4296), so the limit is set on the app itself;
@@ -305,6 +333,7 @@ class TenantGatePlugin(InitPluginProtocol):
                 async with (
                     self.audit.running(resources.database),
                     self.identity.serving(PostgresIdentitySource(resources.database)),
+                    self._leasing(),
                 ):
                     yield
             finally:

@@ -33,7 +33,9 @@ connection, and one statement may run, before the answer is a 503;
 pooled connection, or a command's answer) may take before the cache is treated as down; and
 ``TENANTGATE_REDIS_POOL_SIZE`` (default 32): the most Redis connections one process opens;
 ``TENANTGATE_REDIS_CLUSTER`` (default false): the Redis URL names a node of a Redis Cluster;
-``TENANTGATE_TRUSTED_PROXIES`` (default none): CIDRs whose ``X-Forwarded-For`` is believed.
+``TENANTGATE_TRUSTED_PROXIES`` (default none): CIDRs whose ``X-Forwarded-For`` is believed;
+``TENANTGATE_RATELIMIT_SCOPE`` (default ``host``): ``cluster`` for one budget per tenant across
+the instances sharing the Redis (:mod:`tenantgate.cluster_limits`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from tenantgate.errors import SettingsError
@@ -54,6 +56,7 @@ __all__ = [
     "DatabaseSettings",
     "HsmSettings",
     "LimitsSettings",
+    "RateLimitScope",
     "RedisIsolation",
     "RedisSettings",
     "S3Settings",
@@ -63,6 +66,8 @@ __all__ = [
 ]
 
 RedisIsolation = Literal["namespace", "database", "auto"]
+RateLimitScope = Literal["host", "cluster"]
+_Choice = TypeVar("_Choice", bound=str)
 
 _ENV_PREFIX = "TENANTGATE_"
 _MIN_PEPPER_BYTES = 16
@@ -240,6 +245,12 @@ class LimitsSettings:
     Set by ``tenantgate serve`` for its workers, not by hand; unset, a process keeps its
     buckets to itself."""
 
+    ratelimit_scope: RateLimitScope = "host"
+    """``TENANTGATE_RATELIMIT_SCOPE``: ``host`` (one budget per tenant per host, in shared
+    memory, no I/O per request) or ``cluster`` (one budget per tenant across every instance
+    sharing the Redis: tokens leased from Redis in batches, the host tier as the fallback when
+    Redis is unavailable; see :mod:`tenantgate.cluster_limits`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -294,6 +305,9 @@ class Settings:
                 max_file_bytes=env.positive_int("MAX_FILE_BYTES", default=100 * _MIB),
                 ratelimit_slots=env.positive_int("RATELIMIT_SLOTS", default=65_536),
                 shared_memory=env.optional("RATELIMIT_SHM"),
+                ratelimit_scope=env.choice(
+                    "RATELIMIT_SCOPE", get_args(RateLimitScope), default="host"
+                ),
             ),
             hsm=_hsm_settings(env),
         )
@@ -353,9 +367,7 @@ class _Environment:
             raise self.malformed(name, f"must be above 0 and at most {_MAX_TIMEOUT_SECONDS:.0f}")
         return seconds
 
-    def choice(
-        self, name: str, choices: tuple[RedisIsolation, ...], *, default: RedisIsolation
-    ) -> RedisIsolation:
+    def choice(self, name: str, choices: tuple[_Choice, ...], *, default: _Choice) -> _Choice:
         value = self.optional(name)
         if value is None:
             return default

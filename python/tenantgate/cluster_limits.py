@@ -1,0 +1,246 @@
+"""One rate-limit budget per tenant across instances sharing a Redis
+(``TENANTGATE_RATELIMIT_SCOPE=cluster``), by leasing tokens in batches.
+
+**Design.** Each tenant's cluster budget is a GCRA bucket in Redis
+(:mod:`tenantgate.cache.leases`). An instance does not ask Redis per request: it leases a
+batch of up to :func:`lease_size` tokens (``burst // 32``, at least 1) in one round trip and
+spends them locally, one per request, with no I/O; when a lease runs down to half a batch, the
+next batch is fetched in the background, off the request path. A request waits for Redis only
+when its instance holds no token at all (a batch of 1 for plans with a burst under 64, or a
+spike faster than a round trip). What instances hold unused is at most 1.5 batches each
+(under 5% of the burst): the cluster never allows more than its budget, and allows less by at
+most that. Held tokens are dropped after :data:`LEASE_SECONDS` (a tenant gone idle does not
+keep tokens for a later burst on top of a refilled bucket) and on a plan change.
+
+This runs *after* the host tier (:mod:`tenantgate.host_limits`), which still charges every
+request in the one native call: the cluster tier can only refuse more. So the host tier is
+also the fallback, ready at every moment: when Redis does not answer within
+:data:`LEASE_TIMEOUT_SECONDS` (or refuses the connection), the host's decision stands —
+limits still apply, each instance its own host budget, never open — and the decision is
+counted in :attr:`ClusterBudget.fallback_decisions` (per plan). For
+:data:`RETRY_SECONDS` no request waits on Redis; then the first request that needs a lease
+asks again in the background, and the instance goes back to the shared budget by itself once
+Redis answers.
+
+When Redis says the bucket is empty, it says for how long; the instance refuses (429) without
+asking again until then (a flood of refused requests costs no round trips).
+
+Only authenticated requests reach this tier: identification never depends on Redis here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Final
+
+from tenantgate.cache.leases import take_tokens
+from tenantgate.errors import ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from uuid import UUID
+
+    from tenantgate.cache.connections import RedisClient
+    from tenantgate.limits import Quota
+
+__all__ = [
+    "LEASE_SECONDS",
+    "LEASE_TIMEOUT_SECONDS",
+    "RETRY_SECONDS",
+    "ClusterBudget",
+    "lease_size",
+]
+
+LEASE_TIMEOUT_SECONDS: Final = 0.1
+"""How long one lease round trip may take before Redis counts as down."""
+
+RETRY_SECONDS: Final = 1.0
+"""After Redis failed, how long requests are decided by the host tier alone before the next
+lease is attempted (in the background)."""
+
+LEASE_SECONDS: Final = 1.0
+"""How long leased tokens may be held unused."""
+
+_LEASE_FRACTION: Final = 32
+"""A batch is ``burst // _LEASE_FRACTION`` tokens: with a refill started at half a batch, an
+instance holds at most 1.5 batches, under 5% of the burst."""
+
+_MOST_LEASES: Final = 100_000
+"""Tenants whose leases are remembered; past this, empty and expired ones are dropped."""
+
+_ATTEMPTS: Final = 3
+"""Lease round trips one request may wait for (other requests may spend a batch first)."""
+
+_logger = logging.getLogger(__name__)
+
+
+def lease_size(burst: int) -> int:
+    """The tokens one lease asks for under a plan of ``burst``."""
+    return max(1, burst // _LEASE_FRACTION)
+
+
+class _Lease:
+    """The tokens an instance holds of one tenant's cluster budget."""
+
+    __slots__ = ("bucket", "burst", "expires", "rate", "refill", "retry_at", "size", "tokens")
+
+    def __init__(self, bucket: str, rate: float, burst: int) -> None:
+        self.bucket = bucket
+        """The Redis bucket's name (the tenant id)."""
+        self.rate = rate
+        self.burst = burst
+        self.size = lease_size(burst)
+        self.tokens = 0
+        self.expires = 0.0
+        self.retry_at = 0.0
+        """Until then Redis said the bucket is empty (monotonic seconds)."""
+        self.refill: asyncio.Task[None] | None = None
+
+
+class ClusterBudget:
+    """The cluster tier of one instance: its leases, and the Redis they come from."""
+
+    __slots__ = ("_clock", "_down_until", "_leases", "_redis", "fallback_decisions", "round_trips")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._redis: RedisClient | None = None
+        self._leases: dict[UUID, _Lease] = {}
+        self._down_until = 0.0
+        self.fallback_decisions: Counter[str] = Counter()
+        """Requests decided by the host tier alone because Redis was unavailable, per plan."""
+        self.round_trips = 0
+        """Lease round trips attempted (for ``/metrics`` and the benches)."""
+
+    def attach(self, redis: RedisClient | None) -> None:
+        """Lease from ``redis`` (``None``: no Redis, the host tier decides)."""
+        self._redis = redis
+        self._leases.clear()
+        self._down_until = 0.0
+
+    def spend_held(self, tenant_id: UUID, quota: Quota) -> bool:
+        """Spend one of the tokens this instance holds for the tenant, if it holds one (the
+        local path: no I/O, no coroutine); a lease running low is refilled in the background.
+        ``False``: the request must go through :meth:`admit`."""
+        lease = self._leases.get(tenant_id)
+        if lease is None or lease.tokens <= 0:
+            return False
+        if lease.rate != quota.rate_per_second or lease.burst != quota.burst:
+            return False  # the plan changed: what is held was leased under other values
+        now = self._clock()
+        if now >= lease.expires:
+            return False
+        lease.tokens -= 1
+        if lease.tokens <= lease.size // 2 and lease.size > 1 and now >= self._down_until:
+            self._start_refill(tenant_id, lease)
+        return True
+
+    async def admit(self, tenant_id: UUID, quota: Quota, plan: str) -> float | None:
+        """Spend one of the tenant's cluster tokens, leasing more if none is held: ``None``
+        when the request may go on (a token spent, or Redis unavailable and the host tier's
+        allowance standing), else the seconds until the cluster bucket has a token (the
+        request is refused)."""
+        if self.spend_held(tenant_id, quota):
+            return None
+        lease = self._leases.get(tenant_id)
+        rate, burst = quota.rate_per_second, quota.burst
+        if lease is None or lease.rate != rate or lease.burst != burst:
+            # New, or the plan changed: what was held was leased under other values.
+            lease = self._replace(tenant_id, rate, burst)
+        lease.tokens = 0
+        for _ in range(_ATTEMPTS):
+            if self._redis is None or self._clock() < self._down_until:
+                self._fall_back(tenant_id, lease, plan)
+                return None
+            if self._clock() < lease.retry_at:
+                return lease.retry_at - self._clock()
+            await asyncio.shield(self._start_refill(tenant_id, lease))
+            if lease.tokens > 0 and self._leases.get(tenant_id) is lease:
+                lease.tokens -= 1
+                return None
+        if self._clock() < self._down_until:
+            self._fall_back(tenant_id, lease, plan)
+            return None
+        return max(lease.retry_at - self._clock(), 1 / rate)
+
+    def _replace(self, tenant_id: UUID, rate: float, burst: int) -> _Lease:
+        if len(self._leases) >= _MOST_LEASES:
+            self._prune()
+        lease = self._leases[tenant_id] = _Lease(str(tenant_id), rate, burst)
+        return lease
+
+    def _prune(self) -> None:
+        now = self._clock()
+        for tenant_id, lease in list(self._leases.items()):
+            if lease.refill is None and (lease.tokens == 0 or now >= lease.expires):
+                del self._leases[tenant_id]
+        if len(self._leases) >= _MOST_LEASES:  # every one busy: forget them all (under-allows)
+            self._leases.clear()
+
+    def _fall_back(self, tenant_id: UUID, lease: _Lease, plan: str) -> None:
+        """Count a decision left to the host tier; past the retry pause, ask Redis again in
+        the background (a probe: the next requests share the budget again if it answers)."""
+        self.fallback_decisions[plan] += 1
+        if self._redis is not None and self._clock() >= self._down_until:
+            self._start_refill(tenant_id, lease)
+
+    def _start_refill(self, tenant_id: UUID, lease: _Lease) -> asyncio.Task[None]:
+        if lease.refill is None:
+            lease.refill = asyncio.get_running_loop().create_task(self._refill(tenant_id, lease))
+        return lease.refill
+
+    async def _refill(self, tenant_id: UUID, lease: _Lease) -> None:
+        redis = self._redis
+        try:
+            if redis is None:
+                return
+            self.round_trips += 1
+            try:
+                async with asyncio.timeout(LEASE_TIMEOUT_SECONDS):
+                    grant = await take_tokens(
+                        redis,
+                        lease.bucket,
+                        rate_per_second=lease.rate,
+                        burst=lease.burst,
+                        want=lease.size,
+                    )
+            except (ServiceUnavailableError, TimeoutError):
+                if self._clock() >= self._down_until:
+                    _logger.warning(
+                        "Redis did not lease rate-limit tokens: the host tier decides alone "
+                        "for %.0f s",
+                        RETRY_SECONDS,
+                    )
+                self._down_until = self._clock() + RETRY_SECONDS
+                return
+            except Exception:
+                _logger.exception("leasing rate-limit tokens failed; the host tier decides")
+                self._down_until = self._clock() + RETRY_SECONDS
+                return
+            now = self._clock()
+            self._down_until = 0.0
+            if self._leases.get(tenant_id) is not lease:
+                return  # replaced meanwhile (a plan change): these tokens were for the old plan
+            if grant.tokens:
+                if now >= lease.expires:
+                    lease.tokens = 0
+                lease.tokens += grant.tokens
+                lease.expires = now + LEASE_SECONDS
+                lease.retry_at = 0.0
+            else:
+                lease.retry_at = now + grant.retry_after
+        finally:
+            lease.refill = None
+
+    async def close(self) -> None:
+        """Wait for no refill (cancel those under way) and stop leasing."""
+        for lease in list(self._leases.values()):
+            if lease.refill is not None:
+                lease.refill.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await lease.refill
+        self.attach(None)

@@ -228,3 +228,40 @@ def test_two_instances_share_one_budget_and_keep_their_own_while_redis_is_down(
         budget = BURST + RATE * again["elapsed"]
         assert abs(allowed - budget) <= 0.1 * budget, ("one budget again", allowed, budget)
         assert [_fallback_decisions(url) for url in urls] == counted, "Redis decides again"
+
+
+def test_a_raised_plan_refuses_nothing_the_new_plan_allows_in_cluster_scope(
+    service_environment, service, make_tenant, admin_headers
+):
+    """The issue's case in the cluster scope: 1/s burst 3, exhausted, raised to 1000/s burst
+    1000; 1.2 s later (plans reload within a second) 50 requests are all answered 200 — the
+    Redis bucket forgives the old plan's debt as the host tier does."""
+    from litestar.testing import TestClient
+
+    from tenantgate.app import create_app
+
+    name = f"raise-{uuid.uuid4().hex[:8]}"
+
+    def put(rate: float, burst: int) -> None:
+        answer = service.put(
+            f"/admin/v1/plans/{name}",
+            json={"rate_per_second": rate, "burst": burst},
+            headers=admin_headers,
+        )
+        assert answer.status_code == 200, answer.text
+
+    put(1.0, 3)
+    tenant = make_tenant(plan=name)
+    cluster = Settings.from_env(service_environment | {"TENANTGATE_RATELIMIT_SCOPE": "cluster"})
+    with TestClient(create_app(cluster)) as instance:
+        statuses = [instance.get("/v1/me", headers=tenant.headers).status_code for _ in range(5)]
+        assert statuses == [200, 200, 200, 429, 429]
+        put(1000.0, 1000)
+        time.sleep(1.2)
+        statuses = [instance.get("/v1/me", headers=tenant.headers).status_code for _ in range(50)]
+        assert statuses == [200] * 50
+        metrics = instance.get("/metrics").text
+    trips = re.search(r"^tenantgate_ratelimit_lease_round_trips_total (\S+)$", metrics, re.M)
+    assert trips is not None
+    assert 3 <= float(trips.group(1)) < 55, "leases: fewer round trips than requests"
+    assert "tenantgate_ratelimit_fallback_decisions_total{" not in metrics, "Redis answered"

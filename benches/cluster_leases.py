@@ -50,7 +50,7 @@ async def two_instances(url: str, rate: float, burst: int) -> dict[str, float]:
     budgets = [ClusterBudget(), ClusterBudget()]
     for budget, client in zip(budgets, clients, strict=True):
         budget.attach(client)
-    quota, tenant = Quota(rate, burst), uuid.uuid4()
+    quota, tenant = Quota(rate, burst), str(uuid.uuid4())
     offered = allowed = 0
     started = time.monotonic()
     while time.monotonic() - started < SECONDS:

@@ -9,8 +9,9 @@ next batch is fetched in the background, off the request path. A request waits f
 when its instance holds no token at all (a batch of 1 for plans with a burst under 64, or a
 spike faster than a round trip). What instances hold unused is at most 1.5 batches each
 (under 5% of the burst): the cluster never allows more than its budget, and allows less by at
-most that. Held tokens are dropped after :data:`LEASE_SECONDS` (a tenant gone idle does not
-keep tokens for a later burst on top of a refilled bucket) and on a plan change.
+most that. Leases not refilled for :data:`LEASE_SECONDS` are dropped, by a task, within as
+long again (a tenant gone idle does not keep tokens for a later burst on top of a refilled
+bucket), and held tokens are not spent after a plan change.
 
 This runs *after* the host tier (:mod:`tenantgate.host_limits`), which still charges every
 request in the one native call: the cluster tier can only refuse more. So the host tier is
@@ -42,7 +43,6 @@ from tenantgate.errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from uuid import UUID
 
     from tenantgate.cache.connections import RedisClient
     from tenantgate.limits import Quota
@@ -70,7 +70,7 @@ _LEASE_FRACTION: Final = 32
 instance holds at most 1.5 batches, under 5% of the burst."""
 
 _MOST_LEASES: Final = 100_000
-"""Tenants whose leases are remembered; past this, empty and expired ones are dropped."""
+"""Tenants whose leases are remembered (stale ones are dropped every second anyway)."""
 
 _ATTEMPTS: Final = 3
 """Lease round trips one request may wait for (other requests may spend a batch first)."""
@@ -86,7 +86,17 @@ def lease_size(burst: int) -> int:
 class _Lease:
     """The tokens an instance holds of one tenant's cluster budget."""
 
-    __slots__ = ("bucket", "burst", "expires", "rate", "refill", "retry_at", "size", "tokens")
+    __slots__ = (
+        "bucket",
+        "burst",
+        "expires",
+        "low_water",
+        "rate",
+        "refill",
+        "retry_at",
+        "size",
+        "tokens",
+    )
 
     def __init__(self, bucket: str, rate: float, burst: int) -> None:
         self.bucket = bucket
@@ -94,6 +104,9 @@ class _Lease:
         self.rate = rate
         self.burst = burst
         self.size = lease_size(burst)
+        self.low_water = self.size // 2 if self.size > 1 else -1
+        """At this many tokens held the next batch is fetched ahead (never for batches of
+        one: holding a spare token of a small burst is too much of it)."""
         self.tokens = 0
         self.expires = 0.0
         self.retry_at = 0.0
@@ -104,96 +117,116 @@ class _Lease:
 class ClusterBudget:
     """The cluster tier of one instance: its leases, and the Redis they come from."""
 
-    __slots__ = ("_clock", "_down_until", "_leases", "_redis", "fallback_decisions", "round_trips")
+    __slots__ = (
+        "_clock",
+        "_down_until",
+        "_leases",
+        "_redis",
+        "_sweeper",
+        "fallback_decisions",
+        "round_trips",
+    )
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._redis: RedisClient | None = None
-        self._leases: dict[UUID, _Lease] = {}
+        self._leases: dict[str, _Lease] = {}
         self._down_until = 0.0
+        self._sweeper: asyncio.Task[None] | None = None
         self.fallback_decisions: Counter[str] = Counter()
         """Requests decided by the host tier alone because Redis was unavailable, per plan."""
         self.round_trips = 0
         """Lease round trips attempted (for ``/metrics`` and the benches)."""
 
     def attach(self, redis: RedisClient | None) -> None:
-        """Lease from ``redis`` (``None``: no Redis, the host tier decides)."""
+        """Lease from ``redis`` (``None``: no Redis, the host tier decides). Called in the
+        event loop that will serve: it starts the task that drops stale leases."""
         self._redis = redis
         self._leases.clear()
         self._down_until = 0.0
+        if redis is not None and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
-    def spend_held(self, tenant_id: UUID, quota: Quota) -> bool:
-        """Spend one of the tokens this instance holds for the tenant, if it holds one (the
-        local path: no I/O, no coroutine); a lease running low is refilled in the background.
-        ``False``: the request must go through :meth:`admit`."""
-        lease = self._leases.get(tenant_id)
-        if lease is None or lease.tokens <= 0:
-            return False
-        if lease.rate != quota.rate_per_second or lease.burst != quota.burst:
-            return False  # the plan changed: what is held was leased under other values
-        now = self._clock()
-        if now >= lease.expires:
+    async def _sweep(self) -> None:
+        """Every :data:`LEASE_SECONDS`, forget leases not refilled for as long (their tokens
+        with them): the request path reads no clock, so staleness is checked here."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS)
+            now = self._clock()
+            for bucket, lease in list(self._leases.items()):
+                if lease.refill is None and now >= lease.expires:
+                    del self._leases[bucket]
+
+    def spend_held(self, bucket: str, quota: Quota) -> bool:
+        """Spend one of the tokens this instance holds for ``bucket``, if it holds one (the
+        local path: no I/O, no coroutine, no clock read); a lease running low is refilled in
+        the background. ``False``: the request must go through :meth:`admit`."""
+        lease = self._leases.get(bucket)
+        if (
+            lease is None
+            or lease.tokens <= 0
+            or lease.rate != quota.rate_per_second
+            or lease.burst != quota.burst  # the plan changed: held tokens are the old plan's
+        ):
             return False
         lease.tokens -= 1
-        if lease.tokens <= lease.size // 2 and lease.size > 1 and now >= self._down_until:
-            self._start_refill(tenant_id, lease)
+        if lease.tokens <= lease.low_water and lease.refill is None:
+            self._prefetch(bucket, lease)
         return True
 
-    async def admit(self, tenant_id: UUID, quota: Quota, plan: str) -> float | None:
-        """Spend one of the tenant's cluster tokens, leasing more if none is held: ``None``
-        when the request may go on (a token spent, or Redis unavailable and the host tier's
-        allowance standing), else the seconds until the cluster bucket has a token (the
-        request is refused)."""
-        if self.spend_held(tenant_id, quota):
+    def _prefetch(self, bucket: str, lease: _Lease) -> None:
+        if self._clock() >= self._down_until:
+            self._start_refill(bucket, lease)
+
+    async def admit(self, bucket: str, quota: Quota, plan: str) -> float | None:
+        """Spend one of ``bucket``'s (a tenant id's) cluster tokens, leasing more if none is
+        held: ``None`` when the request may go on (a token spent, or Redis unavailable and
+        the host tier's allowance standing), else the seconds until the cluster bucket has a
+        token (the request is refused)."""
+        if self.spend_held(bucket, quota):
             return None
-        lease = self._leases.get(tenant_id)
+        lease = self._leases.get(bucket)
         rate, burst = quota.rate_per_second, quota.burst
         if lease is None or lease.rate != rate or lease.burst != burst:
             # New, or the plan changed: what was held was leased under other values.
-            lease = self._replace(tenant_id, rate, burst)
+            lease = self._replace(bucket, rate, burst)
         lease.tokens = 0
         for _ in range(_ATTEMPTS):
             if self._redis is None or self._clock() < self._down_until:
-                self._fall_back(tenant_id, lease, plan)
+                self._fall_back(bucket, lease, plan)
                 return None
             if self._clock() < lease.retry_at:
                 return lease.retry_at - self._clock()
-            await asyncio.shield(self._start_refill(tenant_id, lease))
-            if lease.tokens > 0 and self._leases.get(tenant_id) is lease:
+            await asyncio.shield(self._start_refill(bucket, lease))
+            if lease.tokens > 0 and self._leases.get(bucket) is lease:
                 lease.tokens -= 1
                 return None
         if self._clock() < self._down_until:
-            self._fall_back(tenant_id, lease, plan)
+            self._fall_back(bucket, lease, plan)
             return None
         return max(lease.retry_at - self._clock(), 1 / rate)
 
-    def _replace(self, tenant_id: UUID, rate: float, burst: int) -> _Lease:
+    def _replace(self, bucket: str, rate: float, burst: int) -> _Lease:
         if len(self._leases) >= _MOST_LEASES:
-            self._prune()
-        lease = self._leases[tenant_id] = _Lease(str(tenant_id), rate, burst)
+            # More tenants busy within a second than that: forget the leases (their held
+            # tokens are lost, which under-allows) rather than grow without bound.
+            self._leases.clear()
+        lease = self._leases[bucket] = _Lease(bucket, rate, burst)
         return lease
 
-    def _prune(self) -> None:
-        now = self._clock()
-        for tenant_id, lease in list(self._leases.items()):
-            if lease.refill is None and (lease.tokens == 0 or now >= lease.expires):
-                del self._leases[tenant_id]
-        if len(self._leases) >= _MOST_LEASES:  # every one busy: forget them all (under-allows)
-            self._leases.clear()
-
-    def _fall_back(self, tenant_id: UUID, lease: _Lease, plan: str) -> None:
+    def _fall_back(self, bucket: str, lease: _Lease, plan: str) -> None:
         """Count a decision left to the host tier; past the retry pause, ask Redis again in
         the background (a probe: the next requests share the budget again if it answers)."""
         self.fallback_decisions[plan] += 1
         if self._redis is not None and self._clock() >= self._down_until:
-            self._start_refill(tenant_id, lease)
+            self._start_refill(bucket, lease)
 
-    def _start_refill(self, tenant_id: UUID, lease: _Lease) -> asyncio.Task[None]:
+    def _start_refill(self, bucket: str, lease: _Lease) -> asyncio.Task[None]:
         if lease.refill is None:
-            lease.refill = asyncio.get_running_loop().create_task(self._refill(tenant_id, lease))
+            lease.refill = asyncio.get_running_loop().create_task(self._refill(bucket, lease))
         return lease.refill
 
-    async def _refill(self, tenant_id: UUID, lease: _Lease) -> None:
+    async def _refill(self, bucket: str, lease: _Lease) -> None:
         redis = self._redis
         try:
             if redis is None:
@@ -223,7 +256,7 @@ class ClusterBudget:
                 return
             now = self._clock()
             self._down_until = 0.0
-            if self._leases.get(tenant_id) is not lease:
+            if self._leases.get(bucket) is not lease:
                 return  # replaced meanwhile (a plan change): these tokens were for the old plan
             if grant.tokens:
                 if now >= lease.expires:
@@ -238,6 +271,11 @@ class ClusterBudget:
 
     async def close(self) -> None:
         """Wait for no refill (cancel those under way) and stop leasing."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         for lease in list(self._leases.values()):
             if lease.refill is not None:
                 lease.refill.cancel()

@@ -97,7 +97,7 @@ def test_two_budgets_leasing_from_one_redis_never_over_grant(lease_redis):
     at most the burst, and at least the burst less what they hold unused."""
     burst = 128
     quota = Quota(1 / 86_400, burst)
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
 
     async def spend() -> tuple[int, list[ClusterBudget]]:
         budgets = [ClusterBudget(), ClusterBudget()]
@@ -126,7 +126,7 @@ def test_without_redis_the_host_tier_decides_and_it_is_counted():
         budget = ClusterBudget()
         dead = redis.asyncio.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
         budget.attach(dead)
-        answers = [await budget.admit(uuid.uuid4(), Quota(1.0, 1), "free") for _ in range(3)]
+        answers = [await budget.admit(str(uuid.uuid4()), Quota(1.0, 1), "free") for _ in range(3)]
         await budget.close()
         await dead.aclose()
         return answers, budget

@@ -95,6 +95,7 @@ class KeyEntry:
     """The verifier's payload for one key: who is calling, and its plan's quota."""
 
     __slots__ = (
+        "bucket",
         "counts",
         "identity",
         "networks",
@@ -114,6 +115,9 @@ class KeyEntry:
         allowed_cidrs: Sequence[str] = (),
     ) -> None:
         self.identity = identity
+        self.bucket = str(identity.tenant_id)
+        """The tenant's rate-limit bucket id (its id as text: a str hashes once and caches
+        it, a UUID hashes in Python on every dict lookup)."""
         self.quota = quota
         """The plan's shared quota (the limiter charges the tenant's bucket against it)."""
         self.policy_name = identity.plan.encode()

@@ -137,14 +137,9 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
         allowed = decision.allowed
         rendered: RateDecision = decision
         cluster = self._cluster
-        if (
-            allowed
-            and cluster is not None
-            and not cluster.spend_held(entry.identity.tenant_id, entry.quota)
-        ):
+        if allowed and cluster is not None and not cluster.spend_held(entry.bucket, entry.quota):
             # The host tier allowed it; the tenant's budget across instances may not.
-            identity = entry.identity
-            retry_after = await cluster.admit(identity.tenant_id, entry.quota, identity.plan)
+            retry_after = await cluster.admit(entry.bucket, entry.quota, entry.identity.plan)
             if retry_after is not None:
                 allowed = False
                 rendered = ClusterRefusal(

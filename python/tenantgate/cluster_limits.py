@@ -24,7 +24,8 @@ asks again in the background, and the instance goes back to the shared budget by
 Redis answers.
 
 When Redis says the bucket is empty, it says for how long; the instance refuses (429) without
-asking again until then (a flood of refused requests costs no round trips).
+asking again until then and until a whole batch has accrued (a flood of refused requests
+costs no round trips, and a tenant held at its rate costs one per batch, not one per token).
 
 Only authenticated requests reach this tier: identification never depends on Redis here.
 """
@@ -265,7 +266,10 @@ class ClusterBudget:
                 lease.expires = now + LEASE_SECONDS
                 lease.retry_at = 0.0
             else:
-                lease.retry_at = now + grant.retry_after
+                # Ask again once a whole batch has accrued, not at the first token: past its
+                # budget a tenant would otherwise cost a round trip per token. The tokens wait
+                # in the bucket meanwhile (it is not full), so at most a batch is held back.
+                lease.retry_at = now + grant.retry_after + (lease.size - 1) / lease.rate
         finally:
             lease.refill = None
 

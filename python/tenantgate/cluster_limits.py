@@ -16,7 +16,8 @@ bucket), and held tokens are not spent after a plan change.
 This runs *after* the host tier (:mod:`tenantgate.host_limits`), which still charges every
 request in the one native call: the cluster tier can only refuse more. So the host tier is
 also the fallback, ready at every moment: when Redis does not answer within
-:data:`LEASE_TIMEOUT_SECONDS` (or refuses the connection), the host's decision stands —
+:data:`LEASE_TIMEOUT_SECONDS` (``TENANTGATE_RATELIMIT_REDIS_TIMEOUT``; or refuses the
+connection), the host's decision stands —
 limits still apply, each instance its own host budget, never open — and the decision is
 counted in :attr:`ClusterBudget.fallback_decisions` (per plan). For
 :data:`RETRY_SECONDS` no request waits on Redis; then the first request that needs a lease
@@ -57,7 +58,8 @@ __all__ = [
 ]
 
 LEASE_TIMEOUT_SECONDS: Final = 0.1
-"""How long one lease round trip may take before Redis counts as down."""
+"""How long one lease round trip may take before Redis counts as down, unless told otherwise
+(``TENANTGATE_RATELIMIT_REDIS_TIMEOUT``)."""
 
 RETRY_SECONDS: Final = 1.0
 """After Redis failed, how long requests are decided by the host tier alone before the next
@@ -124,12 +126,18 @@ class ClusterBudget:
         "_leases",
         "_redis",
         "_sweeper",
+        "_timeout",
         "fallback_decisions",
         "round_trips",
     )
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        timeout_seconds: float = LEASE_TIMEOUT_SECONDS,
+    ) -> None:
         self._clock = clock
+        self._timeout = timeout_seconds
         self._redis: RedisClient | None = None
         self._leases: dict[str, _Lease] = {}
         self._down_until = 0.0
@@ -234,7 +242,7 @@ class ClusterBudget:
                 return
             self.round_trips += 1
             try:
-                async with asyncio.timeout(LEASE_TIMEOUT_SECONDS):
+                async with asyncio.timeout(self._timeout):
                     grant = await take_tokens(
                         redis,
                         lease.bucket,

@@ -42,7 +42,7 @@ from tenantgate.audit.middleware import AuditMiddleware
 from tenantgate.cache import TenantCache
 from tenantgate.cache.announcements import listen, publish
 from tenantgate.cache.client import open_redis
-from tenantgate.cluster_limits import LEASE_TIMEOUT_SECONDS, ClusterBudget
+from tenantgate.cluster_limits import ClusterBudget
 from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.types import Connection
 from tenantgate.errors import ServiceUnavailableError
@@ -204,7 +204,12 @@ class TenantGatePlugin(InitPluginProtocol):
         else this process's own."""
         self.brake = GuessingBrake()
         """Failed identifications per source address (the brake on key guessing)."""
-        self.cluster = ClusterBudget() if settings.limits.ratelimit_scope == "cluster" else None
+        limits = settings.limits
+        self.cluster = (
+            ClusterBudget(timeout_seconds=limits.ratelimit_redis_timeout_seconds)
+            if limits.ratelimit_scope == "cluster"
+            else None
+        )
         """The tenants' budgets across instances (``TENANTGATE_RATELIMIT_SCOPE=cluster``)."""
         self.metrics.registry.register(
             FrontDoorCollector(self.identity.keys, self.brake, self.cluster)
@@ -285,7 +290,9 @@ class TenantGatePlugin(InitPluginProtocol):
             yield
             return
         redis_settings = dataclasses.replace(
-            self.settings.redis, timeout_seconds=LEASE_TIMEOUT_SECONDS, pool_max_size=4
+            self.settings.redis,
+            timeout_seconds=self.settings.limits.ratelimit_redis_timeout_seconds,
+            pool_max_size=4,
         )
         async with open_redis(redis_settings) as redis:
             cluster.attach(redis)

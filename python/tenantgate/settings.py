@@ -35,7 +35,9 @@ pooled connection, or a command's answer) may take before the cache is treated a
 ``TENANTGATE_REDIS_CLUSTER`` (default false): the Redis URL names a node of a Redis Cluster;
 ``TENANTGATE_TRUSTED_PROXIES`` (default none): CIDRs whose ``X-Forwarded-For`` is believed;
 ``TENANTGATE_RATELIMIT_SCOPE`` (default ``host``): ``cluster`` for one budget per tenant across
-the instances sharing the Redis (:mod:`tenantgate.cluster_limits`).
+the instances sharing the Redis (:mod:`tenantgate.cluster_limits`), and
+``TENANTGATE_RATELIMIT_REDIS_TIMEOUT`` (default 0.1): seconds one lease round trip may take
+there before the host tier decides alone.
 """
 
 from __future__ import annotations
@@ -251,6 +253,12 @@ class LimitsSettings:
     sharing the Redis: tokens leased from Redis in batches, the host tier as the fallback when
     Redis is unavailable; see :mod:`tenantgate.cluster_limits`)."""
 
+    ratelimit_redis_timeout_seconds: float = 0.1
+    """``TENANTGATE_RATELIMIT_REDIS_TIMEOUT``: in the ``cluster`` scope, how long one lease
+    round trip to Redis may take (connecting, waiting for a pooled connection, the answer)
+    before Redis counts as down and the host tier decides alone. Short, because a request
+    with no leased token waits for it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -307,6 +315,9 @@ class Settings:
                 shared_memory=env.optional("RATELIMIT_SHM"),
                 ratelimit_scope=env.choice(
                     "RATELIMIT_SCOPE", get_args(RateLimitScope), default="host"
+                ),
+                ratelimit_redis_timeout_seconds=env.positive_seconds(
+                    "RATELIMIT_REDIS_TIMEOUT", default=0.1
                 ),
             ),
             hsm=_hsm_settings(env),

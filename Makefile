@@ -67,6 +67,12 @@ LOADGEN := target/release/tenantgate-loadgen
 loadgen:
 	cargo build --release --quiet -p tenantgate-loadgen
 
+.PHONY: bench-quick
+bench-quick: build ## The micro benchmarks in short rounds, printed as tables (CI)
+	$(BIN)/pytest benches --benchmark-enable --benchmark-only --benchmark-json=bench-results.json -q \
+		--benchmark-max-time=0.1 --benchmark-min-rounds=3
+	$(BIN)/python benches/report.py
+
 .PHONY: bench-e2e
 bench-e2e: build loadgen ## End to end vs a single-tenant baseline: wrk + our open-loop generator (needs Debian's wrk)
 	$(BIN)/python benches/e2e.py $(E2E_FLAGS)

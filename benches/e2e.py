@@ -25,8 +25,8 @@ at the same rate for every route: half the baseline's saturated throughput. Then
 routes again with the pure-Python core (`TENANTGATE_CORE=reference`) on a second service
 instance of the same stack, so the table shows what the Rust core buys end to end.
 
-Writes `benches/results/e2e.json` and `e2e.png` (a chart, when matplotlib is installed) and prints
-a Markdown table with the ratios the README quotes.
+Writes `benches/results/e2e.json` and `e2e.png` (`bench-e2e-quick.*` in quick mode; the chart
+when matplotlib is installed) and prints a Markdown table with the ratios the README quotes.
 """
 
 from __future__ import annotations
@@ -295,10 +295,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, native core only")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "e2e.json")
-    parser.add_argument("--chart", type=Path, default=HERE / "results" / "e2e.png")
+    parser.add_argument("--json", type=Path, help="default: benches/results/e2e.json")
+    parser.add_argument("--chart", type=Path, help="default: benches/results/e2e.png")
     options = parser.parse_args()
     mode = QUICK if options.quick else FULL
+    # A quick run's numbers are not the README's: they go beside the tree, not into it.
+    output = ROOT / "bench-e2e-quick" if options.quick else HERE / "results" / "e2e"
+    options.json = options.json or output.with_suffix(".json")
+    options.chart = options.chart or output.with_suffix(".png")
     for tool, hint in (("wrk", "apt-get install wrk"), (str(LOADGEN), "make bench-e2e")):
         if shutil.which(tool) is None:
             print(f"{tool} is missing ({hint})", file=sys.stderr)

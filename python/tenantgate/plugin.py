@@ -3,8 +3,11 @@
 ``TenantGatePlugin(settings)`` only wires; the pieces live in their own modules:
 
 - a lifespan that opens the backing services' clients (:mod:`tenantgate.resources`) at
-  start-up, keeps them on ``app.state`` and closes them at shutdown;
-- the dependency ``resources`` (:class:`~tenantgate.resources.Resources`), and for tenant
+  start-up, keeps them on ``app.state`` and closes them at shutdown, and meanwhile seals the
+  audit chains every ``TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS`` (:mod:`tenantgate.audit.seal`;
+  the ``audit_signer`` argument signs the seals);
+- the dependencies ``resources`` (:class:`~tenantgate.resources.Resources`), ``admin``
+  and ``sealer`` (:class:`~tenantgate.audit.seal.AuditSealer`), and for tenant
   routes ``tenant``, ``db`` (a tenant transaction), ``cache`` (the tenant's
   :class:`~tenantgate.cache.TenantCache`) and ``storage`` (the tenant's
   :class:`~tenantgate.storage.TenantStorage`, signing as the tenant);

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
+import itertools
 import json
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -54,17 +57,21 @@ def environ(service_environment: dict[str, str], scratch_database: Any) -> dict[
 
 
 @asynccontextmanager
-async def _sealer(environ: dict[str, str]) -> AsyncIterator[tuple[Database, AuditSealer]]:
+async def _sealer(
+    environ: dict[str, str], signer: Any = None
+) -> AsyncIterator[tuple[Database, AuditSealer]]:
     settings = Settings.from_env(environ)
     async with asyncpg.create_pool(settings.database.url, min_size=0, max_size=4) as pool:
         database = Database(pool)
         async with open_storage(settings, database) as storage:
-            yield database, AuditSealer(database, storage, settings.audit)
+            yield database, AuditSealer(database, storage, settings.audit, signer=signer)
 
 
-def _with_sealer(environ: dict[str, str], work: Callable[[Database, AuditSealer], Any]) -> Any:
+def _with_sealer(
+    environ: dict[str, str], work: Callable[[Database, AuditSealer], Any], signer: Any = None
+) -> Any:
     async def run() -> Any:
-        async with _sealer(environ) as (database, sealer):
+        async with _sealer(environ, signer) as (database, sealer):
             return await work(database, sealer)
 
     return asyncio.run(run())
@@ -282,3 +289,59 @@ def test_the_admin_api_seals_and_verifies_against_the_seals(
     assert report.status_code == 200, report.text
     assert report.json()["ok"]
     assert report.json()["seals_checked"] >= 1
+
+
+def test_instances_seal_periodically_one_at_a_time(
+    environ: dict[str, str], scratch_database: Any
+) -> None:
+    from litestar.testing import TestClient
+
+    from tenantgate.app import create_app
+
+    settings = Settings.from_env({**environ, "TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS": "1"})
+    _with_sealer(environ, lambda database, _: _append(database, None, 1))
+
+    async def seals() -> list[Any]:
+        (rows,) = await _superuser(
+            scratch_database.superuser_url, "SELECT seq, sealed_at FROM audit_seals ORDER BY seq"
+        )
+        return rows
+
+    with TestClient(create_app(settings)), TestClient(create_app(settings)):
+        for _ in range(600):  # until three seals are written, however slow the box
+            if len(rows := asyncio.run(seals())) >= 3:
+                break
+            time.sleep(0.1)
+    assert [row["seq"] for row in rows] == list(range(1, len(rows) + 1))
+    # Two instances, each looking every second, and still one seal per interval at most.
+    gaps = [
+        later["sealed_at"] - earlier["sealed_at"] for earlier, later in itertools.pairwise(rows)
+    ]
+    assert all(gap >= timedelta(seconds=1) for gap in gaps), gaps
+    report = _with_sealer(environ, verify)
+    assert report.ok, report.problem
+    assert report.seals_checked >= 3
+
+
+class _HmacSigner:
+    key_name = "test-hmac"
+
+    def __init__(self) -> None:
+        self.key = secrets.token_bytes(32)
+
+    def sign(self, data: bytes) -> bytes:
+        return hmac.digest(self.key, data, "sha256")
+
+
+def test_a_signer_signs_each_digest_into_its_metadata(environ: dict[str, str]) -> None:
+    signer = _HmacSigner()
+
+    async def seal_signed(database: Database, sealer: AuditSealer) -> Any:
+        await _append(database, None, 1)
+        await sealer.seal_now()
+        return await sealer.read_all()
+
+    (stored,) = _with_sealer(environ, seal_signed, signer)
+    assert stored.metadata["signature-key"] == "test-hmac"
+    assert stored.metadata["signature"] == signer.sign(stored.body).hex()
+    assert stored.metadata["digest-sha256"] == hashlib.sha256(stored.body).hexdigest()

@@ -127,8 +127,17 @@ def provide_sealer(state: State) -> AuditSealer:
     return sealer
 
 
-def provide_tenant(request: Request[object, object, State]) -> TenantIdentity:
-    """Dependency provider of the caller's tenant (set by the identification middleware)."""
+def provide_tenant(
+    request: Request[object, object, State], resources: NamedDependency[Resources]
+) -> TenantIdentity:
+    """Dependency provider of the caller's tenant (set by the identification middleware).
+
+    ``resources`` is not used: asking for it makes Litestar resolve ``resources`` first and
+    then ``tenant``, one at a time. Dependencies that do not depend on each other are resolved
+    concurrently, in an anyio task group — which cost 8 % of the CPU of a cached item read
+    (profiled with py-spy) to save nothing, since both are a dictionary lookup.
+    """
+    del resources
     tenant = request.scope["state"].get("tenant")
     if not isinstance(tenant, TenantIdentity):
         raise RuntimeError("this route is not behind TenantGatePlugin.tenant_middleware")

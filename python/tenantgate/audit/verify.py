@@ -17,10 +17,10 @@ from uuid import UUID
 
 import msgspec
 
-from tenantgate._native import audit_record_hash
 from tenantgate.audit.log import GENESIS, RECORD_COLUMNS
 from tenantgate.audit.records import canonical_fields
 from tenantgate.audit.seal_check import check_seals
+from tenantgate.core import implementation as _core
 
 if TYPE_CHECKING:
     from tenantgate.audit.seal import AuditSealer
@@ -87,6 +87,6 @@ def _problem(record: Any, expected_seq: int, previous: bytes) -> str | None:
         record["path"], record["status"], record["request_id"],
         msgspec.json.decode(record["operation"]),
     )  # fmt: skip
-    if audit_record_hash(previous, fields) != bytes(record["hash"]):
+    if _core.audit_record_hash(previous, fields) != bytes(record["hash"]):
         return "its content does not match its hash (edited)"
     return None

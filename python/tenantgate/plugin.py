@@ -3,8 +3,11 @@
 ``TenantGatePlugin(settings)`` only wires; the pieces live in their own modules:
 
 - a lifespan that opens the backing services' clients (:mod:`tenantgate.resources`) at
-  start-up, keeps them on ``app.state`` and closes them at shutdown;
-- the dependency ``resources`` (:class:`~tenantgate.resources.Resources`), and for tenant
+  start-up, keeps them on ``app.state`` and closes them at shutdown, and meanwhile seals the
+  audit chains every ``TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS`` (:mod:`tenantgate.audit.seal`;
+  the ``audit_signer`` argument signs the seals);
+- the dependencies ``resources`` (:class:`~tenantgate.resources.Resources`), ``admin``
+  and ``sealer`` (:class:`~tenantgate.audit.seal.AuditSealer`), and for tenant
   routes ``tenant``, ``db`` (a tenant transaction), ``cache`` (the tenant's
   :class:`~tenantgate.cache.TenantCache`) and ``storage`` (the tenant's
   :class:`~tenantgate.storage.TenantStorage`, signing as the tenant);
@@ -38,6 +41,7 @@ from litestar.plugins import InitPluginProtocol
 
 from tenantgate.audit import AuditWriter
 from tenantgate.audit.middleware import AuditMiddleware
+from tenantgate.audit.seal import AuditSealer, Signer
 from tenantgate.cache import TenantCache
 from tenantgate.cache.announcements import listen, publish
 from tenantgate.db.identity_source import PostgresIdentitySource
@@ -76,6 +80,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ADMIN_STATE_KEY",
     "RESOURCES_STATE_KEY",
+    "SEALER_STATE_KEY",
     "SETTINGS_STATE_KEY",
     "STORAGE_STATE_KEY",
     "TenantGatePlugin",
@@ -94,6 +99,9 @@ STORAGE_STATE_KEY: Final = "tenantgate_storage"
 ADMIN_STATE_KEY: Final = "tenantgate_admin"
 """The key of the running application's :class:`AdminService` in ``app.state``."""
 
+SEALER_STATE_KEY: Final = "tenantgate_sealer"
+"""The key of the running application's :class:`AuditSealer` in ``app.state``."""
+
 _logger = logging.getLogger("tenantgate")
 
 KEY_CACHE_TTL_SECONDS: Final = 1.0
@@ -111,6 +119,12 @@ def provide_admin(state: State) -> AdminService:
     """Dependency provider of the operator's use cases."""
     admin: AdminService = state[ADMIN_STATE_KEY]
     return admin
+
+
+def provide_sealer(state: State) -> AuditSealer:
+    """Dependency provider of the audit sealer (seals, and reads them back for verifying)."""
+    sealer: AuditSealer = state[SEALER_STATE_KEY]
+    return sealer
 
 
 def provide_tenant(
@@ -175,6 +189,7 @@ class TenantGatePlugin(InitPluginProtocol):
     __slots__ = (
         "admin_path_prefixes",
         "audit",
+        "audit_signer",
         "brake",
         "identity",
         "issuer",
@@ -191,8 +206,11 @@ class TenantGatePlugin(InitPluginProtocol):
         key_cache_ttl_seconds: float = KEY_CACHE_TTL_SECONDS,
         tenant_path_prefixes: Sequence[str] = ("/v1/",),
         admin_path_prefixes: Sequence[str] = ("/admin/",),
+        audit_signer: Signer | None = None,
     ) -> None:
         self.settings = settings
+        self.audit_signer = audit_signer
+        """Signs each audit seal's digest (an HSM key, say); ``None``: seals are unsigned."""
         self.tenant_path_prefixes = tuple(tenant_path_prefixes)
         """Where the tenant API is mounted: a routing error (404, 405) under these answers
         the 403 to a caller without a valid key."""
@@ -245,6 +263,7 @@ class TenantGatePlugin(InitPluginProtocol):
             "resources", Provide(provide_resources, sync_to_thread=False)
         )
         app_config.dependencies.setdefault("admin", Provide(provide_admin, sync_to_thread=False))
+        app_config.dependencies.setdefault("sealer", Provide(provide_sealer, sync_to_thread=False))
         app_config.dependencies.setdefault("tenant", Provide(provide_tenant, sync_to_thread=False))
         app_config.dependencies.setdefault("db", Provide(provide_tenant_db))
         app_config.dependencies.setdefault(
@@ -255,6 +274,7 @@ class TenantGatePlugin(InitPluginProtocol):
             {
                 "Resources": Resources,
                 "AdminService": AdminService,
+                "AuditSealer": AuditSealer,
                 "TenantIdentity": TenantIdentity,
                 "Connection": Connection,
                 "TenantCache": TenantCache,
@@ -304,6 +324,10 @@ class TenantGatePlugin(InitPluginProtocol):
             app.state[ADMIN_STATE_KEY] = AdminService(
                 resources.database, self.issuer, self.identity, provisioner
             )
+            sealer = AuditSealer(
+                resources.database, storage, self.settings.audit, signer=self.audit_signer
+            )
+            app.state[SEALER_STATE_KEY] = sealer
             repair = asyncio.create_task(_repair_left_overs(provisioner))
             redis = resources.redis
             self.identity.announce = lambda message: publish(redis, message)
@@ -313,6 +337,7 @@ class TenantGatePlugin(InitPluginProtocol):
             try:
                 async with (
                     self.audit.running(resources.database),
+                    sealer.running(),
                     self.identity.serving(PostgresIdentitySource(resources.database)),
                 ):
                     yield
@@ -323,6 +348,7 @@ class TenantGatePlugin(InitPluginProtocol):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
                 del app.state[ADMIN_STATE_KEY]
+                del app.state[SEALER_STATE_KEY]
                 del app.state[STORAGE_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]
                 app.asgi_handler = routed

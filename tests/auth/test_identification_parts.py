@@ -28,6 +28,7 @@ from tenantgate.identity import (
 from tenantgate.identity.domains import Domains
 from tenantgate.identity.key_cache import KeyCache
 from tenantgate.identity.plans import Plans
+from tenantgate.identity.source import HsmCandidate
 from tenantgate.keys import Verifier, generate_key
 from tenantgate.limits import Limiter
 
@@ -77,6 +78,9 @@ class FakeSource:
     async def find_key(self, digest: bytes) -> KeyRecord | None:
         self.lookups += 1
         return self.keys.get(digest)
+
+    async def find_hsm_candidates(self, display_prefix: str) -> Sequence[HsmCandidate]:
+        return []  # no HSM keys here
 
     async def mark_used(self, key_ids: Sequence[uuid.UUID]) -> None:
         self.used.extend(key_ids)

@@ -278,12 +278,16 @@ def test_s3_put_identity_refuses_a_prefix_grant_without_wildcard(
 def test_hsm_hmac_key_is_usable_but_not_readable(hsm_info: HsmInfo) -> None:
     pkcs11 = pytest.importorskip("pkcs11")
     from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
-    from pkcs11.exceptions import AttributeSensitive
+    from pkcs11.exceptions import AttributeSensitive, UserAlreadyLoggedIn
 
     assert os.environ["SOFTHSM2_CONF"] == str(hsm_info.conf_path)
     lib = pkcs11.lib(hsm_info.library_path)
     token = lib.get_token(token_label=hsm_info.token_label)
-    with token.open(user_pin=hsm_info.pin, rw=True) as session:
+    try:
+        session = token.open(user_pin=hsm_info.pin, rw=True)
+    except UserAlreadyLoggedIn:  # the service's HSM session (earlier tests) holds the login
+        session = token.open(rw=True)
+    with session:
         key = session.generate_key(
             KeyType.GENERIC_SECRET,
             256,

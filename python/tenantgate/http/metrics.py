@@ -167,6 +167,12 @@ class FrontDoorCollector(Collector):
             "Key lookups running now.",
             value=self._keys.lookups_in_flight,
         )
+        if self._keys.hsm is not None:
+            yield CounterMetricFamily(
+                "tenantgate_hsm_unavailable",
+                "Requests with an HSM key not in cache refused because the HSM failed.",
+                value=self._keys.hsm_unavailable,
+            )
 
 
 class AuditCollector(Collector):

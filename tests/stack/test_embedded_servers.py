@@ -302,8 +302,26 @@ def test_hsm_hmac_key_is_usable_but_not_readable(hsm_info: HsmInfo) -> None:
         assert key.verify(b"tg_test_key", mac, mechanism=Mechanism.SHA256_HMAC)
         with pytest.raises(AttributeSensitive):
             key[Attribute.VALUE]
-    with pytest.raises(pkcs11.exceptions.PinIncorrect), token.open(user_pin="0000"):
-        pass
+    # A wrong PIN, checked by a process of its own: this one may hold the service's login
+    # (PKCS#11 logins are per process), and then no PIN is checked at all.
+    wrong_pin = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pkcs11\n"
+            "token = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2])\n"
+            "try:\n"
+            "    token.open(user_pin='0000')\n"
+            "except pkcs11.exceptions.PinIncorrect:\n"
+            "    sys.exit(3)\n",
+            hsm_info.library_path,
+            hsm_info.token_label,
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong_pin.returncode == 3, wrong_pin.stderr
 
 
 # -- credentials and life cycle -----------------------------------------------------------

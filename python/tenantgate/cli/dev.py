@@ -139,6 +139,12 @@ def run_dev(
                 **service_secrets.environment(),
             }
             Settings.from_env(service_env)  # one clear message here rather than from the child
+            if info.hsm is not None:
+                _logger.info(
+                    "HSM keys on the SoftHSM2 token %r (%s)",
+                    info.hsm.token_label,
+                    info.hsm.library_path,
+                )
             _migrate(database_url)
 
             url = f"http://{_host_for_url(host)}:{port}"

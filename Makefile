@@ -58,6 +58,7 @@ bench: build ## Benchmarks: native vs pure-Python reference; writes bench-result
 	$(BIN)/pytest benches --benchmark-enable --benchmark-only --benchmark-json=bench-results.json -q
 	$(BIN)/python benches/memory.py
 	$(BIN)/python benches/redis_connections.py
+	$(BIN)/python benches/hsm.py
 	$(BIN)/python benches/report.py
 	cargo bench -p tenantgate-core --quiet -- --quick
 

@@ -100,6 +100,7 @@ class Hsm:
         self._failed_at: float | None = None
         self._reinitialize = False
         self._thread: ThreadPoolExecutor | None = None
+        self._mechanism: Any = None  # pkcs11.Mechanism.SHA256_HMAC, once the module is loaded
         self.failures = 0
         """HSM calls that failed (a counter for ``/metrics``)."""
 
@@ -117,12 +118,10 @@ class Hsm:
 
     def digest_blocking(self, message: bytes) -> bytes:
         """:meth:`digest` in the calling thread (for start-up, the CLI and benches)."""
-        import pkcs11
-
         with self._lock:
             key = self._usable_key()
             try:
-                return bytes(key.sign(message, mechanism=pkcs11.Mechanism.SHA256_HMAC))
+                return bytes(key.sign(message, mechanism=self._mechanism))
             except Exception as exc:  # a broken session, a vanished token, a dead library
                 raise self._broken(exc) from exc
 
@@ -162,6 +161,7 @@ class Hsm:
             import pkcs11
         except ImportError as exc:
             raise RuntimeError("python-pkcs11 is not installed (tenantgate[hsm])") from exc
+        self._mechanism = pkcs11.Mechanism.SHA256_HMAC
         lib = pkcs11.lib(self.library)
         if self._reinitialize:
             # SoftHSM2 sees a token that went away and came back only after this.

@@ -181,6 +181,7 @@ class KeyCache:
         """Lookups started so far (a counter for ``/metrics``)."""
         self.hsm_unavailable = 0
         """Misses refused because the HSM failed (a counter for ``/metrics``)."""
+        self._hsm_logged_at = float("-inf")
 
     @property
     def lookups_in_flight(self) -> int:
@@ -256,12 +257,24 @@ class KeyCache:
                     try:
                         record = await self.hsm.match(key, display_prefix)
                     except HsmUnavailableError as exc:
-                        self.hsm_unavailable += 1
-                        _logger.warning("an HSM key %s was refused: %s", display_prefix, exc)
+                        self._refused_by_hsm(display_prefix, exc)
                         return  # nothing cached: the next request asks the HSM again
             self._cache(digest, record)
         finally:
             self._slots.release()
+
+    def _refused_by_hsm(self, display_prefix: str, exc: HsmUnavailableError) -> None:
+        """Count the refusal; log it, at most once a second (an outage is not a log flood)."""
+        self.hsm_unavailable += 1
+        now = time.monotonic()
+        if now - self._hsm_logged_at >= 1.0:
+            self._hsm_logged_at = now
+            _logger.warning(
+                "refused an HSM key (%s…): %s; %d refused so far",
+                display_prefix,
+                exc,
+                self.hsm_unavailable,
+            )
 
     def _cache(self, digest: bytes, record: KeyRecord | None) -> None:
         if record is None:

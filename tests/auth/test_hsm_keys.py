@@ -77,7 +77,7 @@ def _hsm_unavailable(service: Any) -> float:
 
 
 def test_the_hmac_key_never_leaves_the_hsm(service, make_tenant, admin_headers, hsm_info):
-    pkcs11 = pytest.importorskip("pkcs11")
+    import pkcs11  # the `hsm` extra: missing, this fails rather than skips
     from pkcs11 import Attribute, KeyType, ObjectClass
     from pkcs11.exceptions import AttributeSensitive, UserAlreadyLoggedIn
 

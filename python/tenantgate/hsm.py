@@ -146,7 +146,9 @@ class Hsm:
         failed_at = self._failed_at
         if failed_at is not None and time.monotonic() - failed_at < self._reopen_interval:
             self.failures += 1
-            raise HsmUnavailableError("the session failed less than a second ago")
+            raise HsmUnavailableError(
+                f"it failed moments ago; tried again {self._reopen_interval:g} s after that"
+            )
         try:
             self._open()
         except Exception as exc:

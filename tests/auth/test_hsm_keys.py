@@ -14,8 +14,10 @@ import asyncpg
 import pytest
 from auth_helpers import FORBIDDEN, eventually
 
+from tenantgate.errors import HsmUnavailableError
 from tenantgate.hsm import HMAC_KEY_LABEL, HSM_HASH_SCHEME, Hsm
 from tenantgate.keys import KeyHasher, key_checksum, parse_key
+from tenantgate.settings import HsmSettings
 
 pytestmark = [pytest.mark.servers, pytest.mark.hsm]
 
@@ -222,3 +224,17 @@ def test_with_the_hsm_gone_only_uncached_hsm_keys_are_refused(
     # The session is reopened by itself once the token is back.
     back = eventually(lambda: _me(service, uncached["key"]), 200, within=5.0)
     assert back.status_code == 200, back.text
+
+
+def test_a_library_that_fails_is_a_typed_error_and_not_retried_at_once(tmp_path):
+    not_pkcs11 = tmp_path / "libnot-pkcs11.so"
+    not_pkcs11.write_bytes(b"not a shared object")
+    hsm = Hsm(HsmSettings(not_pkcs11, "tenantgate", "0000"), reopen_interval=3600.0)
+    try:
+        with pytest.raises(HsmUnavailableError):
+            hsm.digest_blocking(b"key")
+        with pytest.raises(HsmUnavailableError, match="moments ago"):
+            hsm.digest_blocking(b"key")  # within the interval: refused without a new attempt
+        assert hsm.failures == 2
+    finally:
+        hsm.close()

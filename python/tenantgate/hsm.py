@@ -221,7 +221,7 @@ class Hsm:
         self.failures += 1
         if self._failed_at is None:
             _logger.error(
-                "HSM token %r failed (%s): HSM keys not in cache are refused until it works",
+                "HSM token %r failed (%s): HSM keys it has not confirmed lately are refused",
                 self.settings.token_label,
                 _describe(exc),
             )

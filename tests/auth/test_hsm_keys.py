@@ -71,10 +71,10 @@ def _stored(service_environment: dict[str, str], key_id: str) -> asyncpg.Record:
     return asyncio.run(fetch())
 
 
-def _hsm_unavailable(service: Any) -> float:
+def _metric(service: Any, name: str) -> float:
     text = service.get("/metrics").text
-    found = re.search(r"^tenantgate_hsm_unavailable_total ([0-9.e+]+)$", text, re.MULTILINE)
-    assert found is not None, "the HSM metric is missing"
+    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    assert found is not None, f"{name} is missing"
     return float(found[1])
 
 
@@ -206,9 +206,12 @@ def test_with_the_hsm_gone_only_uncached_hsm_keys_are_refused(
     service, make_tenant, admin_headers, hsm_info
 ):
     tenant = make_tenant(tier="enterprise")
+    recent = _hsm_key(service, admin_headers, tenant.id)
+    assert _me(service, recent["key"]).status_code == 200  # confirmed by the HSM
     uncached = _hsm_key(service, admin_headers, tenant.id)
     ordinary = _new_key(service, admin_headers, tenant.id).json()["key"]  # never used either
-    counted = _hsm_unavailable(service)
+    refused_before = _metric(service, "tenantgate_hsm_unavailable_total")
+    accepted_before = _metric(service, "tenantgate_hsm_unavailable_accepted_total")
 
     tokens = hsm_info.conf_path.parent / "tokens"
     hidden = tokens.with_name("tokens-gone")
@@ -217,7 +220,17 @@ def test_with_the_hsm_gone_only_uncached_hsm_keys_are_refused(
         refused = _me(service, uncached["key"])
         assert (refused.status_code, refused.content) == (403, FORBIDDEN)
         assert _me(service, ordinary).status_code == 200
-        assert _hsm_unavailable(service) > counted
+        assert _metric(service, "tenantgate_hsm_unavailable_total") > refused_before
+        # A key the HSM confirmed lately is still accepted after its record left the cache
+        # (a tenant change drops its records), with its record read again.
+        renamed = service.patch(
+            f"/admin/v1/tenants/{tenant.id}", json={"name": "renamed"}, headers=admin_headers
+        )
+        assert renamed.status_code == 200, renamed.text
+        accepted = _me(service, recent["key"])
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["name"] == "renamed"
+        assert _metric(service, "tenantgate_hsm_unavailable_accepted_total") > accepted_before
     finally:
         hidden.rename(tokens)
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
+from uuid import UUID
 
+from tenantgate.errors import HsmUnavailableError
 from tenantgate.identity.source import HsmCandidate, KeyRecord
 from tenantgate.keys import constant_time_eq
 
@@ -54,20 +56,33 @@ def bearer_key(authorization: bytes | None) -> str | None:
 class HsmKeyMatcher:
     """Finds the HSM key a presented key is, through the HSM."""
 
-    __slots__ = ("_candidates", "_hmac")
+    __slots__ = ("_candidates", "_hmac", "remembered_accepted")
 
     def __init__(self, hmac: KeyHmac, candidates: CandidateLookup) -> None:
         self._hmac = hmac
         self._candidates = candidates
+        self.remembered_accepted = 0
+        """Keys accepted while the HSM failed, because it had confirmed them recently."""
 
-    async def match(self, key: str, display_prefix: str) -> KeyRecord | None:
-        """The record of the HSM key ``key`` is, or None. Raises
-        :class:`~tenantgate.errors.HsmUnavailableError` when a candidate exists and the HSM
-        fails, :class:`~tenantgate.errors.ServiceUnavailableError` when PostgreSQL does."""
+    async def match(
+        self, key: str, display_prefix: str, remembered: UUID | None = None
+    ) -> KeyRecord | None:
+        """The record of the HSM key ``key`` is, or None. ``remembered``: the key id the HSM
+        recently confirmed this key to be, accepted (with its fresh record) if the HSM fails
+        now. Raises :class:`~tenantgate.errors.HsmUnavailableError` when a candidate exists
+        and the HSM fails (and ``remembered`` is not among them),
+        :class:`~tenantgate.errors.ServiceUnavailableError` when PostgreSQL does."""
         candidates = await self._candidates(display_prefix)
         if not candidates:
             return None
-        digest = await self._hmac.digest(key.encode())
+        try:
+            digest = await self._hmac.digest(key.encode())
+        except HsmUnavailableError:
+            for candidate in candidates:
+                if remembered is not None and candidate.record.key_id == remembered:
+                    self.remembered_accepted += 1
+                    return candidate.record
+            raise
         found = None
         for candidate in candidates:  # all compared: the time does not say which matched
             if constant_time_eq(candidate.stored_digest, digest):

@@ -19,6 +19,11 @@ stored digest only the HSM computes): the :class:`~tenantgate.identity.hsm_keys.
 then finds it by the presented key's display prefix and the HSM. When the HSM fails, nothing is
 cached (the request gets the uniform 403, the next one tries again), the failure is counted in
 :attr:`KeyCache.hsm_unavailable` and logged; keys PostgreSQL finds never wait for the HSM.
+An HSM key found usable within :data:`KNOWN_GOOD_SECONDS` (its pepper digest is then
+remembered with its key id, as the guessing brake remembers it) is still accepted while the
+HSM is down, with its record read fresh from PostgreSQL (so revocation, expiry and suspension
+still apply): the same pepper digest is the same key, which the HSM vouched for. Each such use
+counts as a new one, so a key in steady use rides out an outage of any length.
 
 A record's payload is a :class:`KeyEntry`: the caller's identity together with what the
 middleware needs to render the rate-limit headers, all computed once per lookup, none of it
@@ -182,6 +187,9 @@ class KeyCache:
         self.hsm_unavailable = 0
         """Misses refused because the HSM failed (a counter for ``/metrics``)."""
         self._hsm_logged_at = float("-inf")
+        self._hsm_keys: dict[bytes, UUID] = {}
+        """The HSM key each known-good digest was found to be: while the HSM is down, such a
+        key is still accepted."""
 
     @property
     def lookups_in_flight(self) -> int:
@@ -195,11 +203,14 @@ class KeyCache:
         seen = self._known_good.get(digest)
         return seen is not None and time.monotonic() - seen < KNOWN_GOOD_SECONDS
 
-    def _remember_good(self, digest: bytes) -> None:
+    def _remember_good(self, digest: bytes, hsm_key_id: UUID | None = None) -> None:
         self._known_good[digest] = time.monotonic()
         self._known_good.move_to_end(digest)
+        if hsm_key_id is not None:
+            self._hsm_keys[digest] = hsm_key_id
         while len(self._known_good) > KNOWN_GOOD_CAPACITY:
-            self._known_good.popitem(last=False)
+            forgotten, _ = self._known_good.popitem(last=False)
+            self._hsm_keys.pop(forgotten, None)
 
     def take_used(self) -> list[UUID]:
         """The ids of usable keys looked up since the last call (for ``last_used_at``)."""
@@ -251,15 +262,18 @@ class KeyCache:
         try:
             self.lookups += 1
             record = await self._lookup(digest)
+            via_hsm = False
             if record is None and self.hsm is not None:
                 key = bearer_key(authorization)
                 if key is not None:
+                    remembered = self._hsm_keys.get(digest) if self.known_good(digest) else None
                     try:
-                        record = await self.hsm.match(key, display_prefix)
+                        record = await self.hsm.match(key, display_prefix, remembered)
                     except HsmUnavailableError as exc:
                         self._refused_by_hsm(display_prefix, exc)
                         return  # nothing cached: the next request asks the HSM again
-            self._cache(digest, record)
+                    via_hsm = record is not None
+            self._cache(digest, record, via_hsm=via_hsm)
         finally:
             self._slots.release()
 
@@ -276,7 +290,7 @@ class KeyCache:
                 self.hsm_unavailable,
             )
 
-    def _cache(self, digest: bytes, record: KeyRecord | None) -> None:
+    def _cache(self, digest: bytes, record: KeyRecord | None, *, via_hsm: bool = False) -> None:
         if record is None:
             self.verifier.insert_refusal(digest)
             return
@@ -291,7 +305,7 @@ class KeyCache:
         )
         if record.usable:
             self._used.add(record.key_id)
-            self._remember_good(digest)
+            self._remember_good(digest, record.key_id if via_hsm else None)
         quota = self._plans.quota(PlanRecord(record.plan, record.rate_per_second, record.burst))
         tenant_id = str(record.tenant_id)
         self.verifier.insert(

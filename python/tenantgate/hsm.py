@@ -18,13 +18,14 @@ through the token.
 
 **The trade-off of caching.** A match is cached in the native key table like any other key,
 under its *pepper* digest (the table's only index), for the table's TTL, and its digest stays
-in the process's "known good" set for the guessing brake (10 minutes). So after its first use
+in the process's "known good" set for the guessing brake (10 minutes, with its key id, so that
+the key keeps working through an HSM outage). So after its first use
 a key's pepper digest lives in the memory of the instances it was used on: an attacker who can
 read that memory *and* has the pepper could test guesses against those digests while they are
 there. We accept it: such an attacker already sees the keys themselves in the requests, and the
-alternative, one HSM call per request, would put the token on every request's path (~0.3 ms
-here, see the README's performance section) and make an HSM outage an outage of every HSM key
-rather than of the uncached ones.
+alternative, one HSM call per request, would put the token on every request's path (0.1 to
+0.4 ms here, see the README's performance section) and make an HSM outage an outage of every
+HSM key rather than of those not used lately.
 
 **Sessions and threads.** The library is opened once per process and one logged-in session is
 shared by every call, under a lock (many PKCS#11 libraries dislike concurrent logins from one

@@ -59,6 +59,7 @@ bench: build ## Benchmarks: native vs pure-Python reference; writes bench-result
 	$(BIN)/python benches/memory.py
 	$(BIN)/python benches/redis_connections.py
 	$(BIN)/python benches/audit_append.py
+	$(BIN)/python benches/hsm.py
 	$(BIN)/python benches/report.py
 	cargo bench -p tenantgate-core --quiet -- --quick
 

@@ -48,6 +48,7 @@ from tenantgate.db.identity_source import PostgresIdentitySource
 from tenantgate.db.types import Connection
 from tenantgate.errors import ServiceUnavailableError
 from tenantgate.host_limits import open_limiter
+from tenantgate.hsm import Hsm
 from tenantgate.http.admin_auth import AdminAuthMiddleware
 from tenantgate.http.metrics import (
     METRICS_STATE_KEY,
@@ -183,6 +184,19 @@ async def _repair_left_overs(provisioner: Provisioner) -> None:
             _logger.info("removed %d tenants left part-way by a crash", len(report.removed))
 
 
+async def _open_hsm(hsm: Hsm | None) -> None:
+    """At start-up, open the HSM's session (in the background: a failing HSM is logged and
+    tried again by the first HSM key; nothing else needs it)."""
+    if hsm is None:
+        return
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, hsm.ensure_key)
+    except ServiceUnavailableError:
+        pass  # logged by the HSM room, with the reason
+    else:
+        _logger.info("HSM token %r ready", hsm.settings.token_label)
+
+
 class TenantGatePlugin(InitPluginProtocol):
     """Wire tenantgate's lifespan, dependencies, middleware and error handling into an app."""
 
@@ -191,6 +205,7 @@ class TenantGatePlugin(InitPluginProtocol):
         "audit",
         "audit_signer",
         "brake",
+        "hsm",
         "identity",
         "issuer",
         "limiter",
@@ -220,7 +235,11 @@ class TenantGatePlugin(InitPluginProtocol):
         self.metrics = ServiceMetrics()
         """This application's metrics registry and collectors."""
         pepper = settings.security.key_pepper
-        self.identity = IdentityCache(Verifier(pepper, ttl_seconds=key_cache_ttl_seconds))
+        self.hsm = Hsm(settings.hsm) if settings.hsm is not None else None
+        """The PKCS#11 token of HSM keys (None when none is configured); opened on first use."""
+        self.identity = IdentityCache(
+            Verifier(pepper, ttl_seconds=key_cache_ttl_seconds), hsm=self.hsm
+        )
         """What this instance knows of keys, plans and custom domains."""
         self.limiter = open_limiter(settings.limits)
         """The tenants' token buckets: the host's shared table under ``tenantgate serve``,
@@ -231,7 +250,7 @@ class TenantGatePlugin(InitPluginProtocol):
         self.audit = AuditWriter()
         """Audit records of requests that change nothing in PostgreSQL themselves."""
         self.metrics.registry.register(AuditCollector(self.audit))
-        self.issuer = KeyIssuer(KeyHasher(pepper))
+        self.issuer = KeyIssuer(KeyHasher(pepper), hsm=self.hsm)
         """Makes new API keys."""
 
     @property
@@ -329,6 +348,7 @@ class TenantGatePlugin(InitPluginProtocol):
             )
             app.state[SEALER_STATE_KEY] = sealer
             repair = asyncio.create_task(_repair_left_overs(provisioner))
+            hsm_opening = asyncio.create_task(_open_hsm(self.hsm))
             redis = resources.redis
             self.identity.announce = lambda message: publish(redis, message)
             listener = asyncio.create_task(
@@ -343,7 +363,7 @@ class TenantGatePlugin(InitPluginProtocol):
                     yield
             finally:
                 self.identity.announce = None
-                for task in (repair, listener):
+                for task in (repair, listener, hsm_opening):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
@@ -352,3 +372,5 @@ class TenantGatePlugin(InitPluginProtocol):
                 del app.state[STORAGE_STATE_KEY]
                 del app.state[RESOURCES_STATE_KEY]
                 app.asgi_handler = routed
+                if self.hsm is not None:
+                    self.hsm.close()

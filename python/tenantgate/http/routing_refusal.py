@@ -112,7 +112,7 @@ class RoutingRefusal:
             address = source_address(scope, self._trusted_proxies)
             if not self._keys.known_good(verdict.digest) and self._brake.holds(address):
                 return False
-            await self._keys.resolve(verdict)
+            await self._keys.resolve(verdict, authorization)
             verdict = verifier.verify(authorization, host)
             if verdict is None:
                 self._brake.failed(address)

@@ -232,12 +232,14 @@ class AdminService:
         if body.hsm:
             if tenant.tier != "enterprise":
                 raise InvalidInputError("hsm keys are only for enterprise tenants")
-            raise InvalidInputError("hsm keys need an HSM, and none is configured")
+            if not self._issuer.has_hsm:
+                raise InvalidInputError("hsm keys need an HSM, and none is configured")
         max_age_days = await self._database.fetchval(_PLAN_KEY_AGE, tenant.plan)
         expires_at = _key_expiry(
             datetime.now(UTC), body.expires_in_seconds, max_age_days, tenant.plan
         )
-        issued = self._issuer.issue(
+        issued = await self._issuer.issue_key(
+            hsm=body.hsm,
             name=body.name,
             expires_at=expires_at,
             scopes=_scopes(body.scopes),
@@ -268,15 +270,17 @@ class AdminService:
             if plan is None:
                 raise NotFoundError("key")
             old = await connection.fetchrow(
-                "SELECT name, scopes, allowed_cidrs::text[] AS allowed_cidrs FROM api_keys"
-                " WHERE tenant_id = $1 AND id = $2",
+                "SELECT name, hash_scheme, scopes, allowed_cidrs::text[] AS allowed_cidrs"
+                " FROM api_keys WHERE tenant_id = $1 AND id = $2",
                 tenant_id,
                 key_id,
             )
             if old is None:
                 raise NotFoundError("key")
-            # The successor may do what the old key could, from where it could.
-            successor = self._issuer.issue(
+            # The successor may do what the old key could, from where it could, and an HSM
+            # key's successor is an HSM key.
+            successor = await self._issuer.issue_key(
+                hsm=old["hash_scheme"] != HASH_SCHEME,
                 name=old["name"],
                 expires_at=_key_expiry(now, None, plan["max_key_age_days"], plan["name"]),
                 scopes=old["scopes"],

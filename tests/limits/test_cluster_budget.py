@@ -121,6 +121,32 @@ def test_two_budgets_leasing_from_one_redis_never_over_grant(lease_redis):
     assert trips <= allowed // lease_size(burst) + 8, "a round trip per lease, not per request"
 
 
+def test_a_refused_tenant_costs_no_round_trip_until_the_bucket_can_give_a_token(lease_redis):
+    """Time of the budget driven (Redis keeps its own): once Redis says the bucket is empty
+    for ~1 s, requests within that second are refused without asking it again."""
+    now = [100.0]
+    quota, tenant = Quota(1.0, 1), str(uuid.uuid4())
+
+    async def run() -> tuple[list[float | None], int]:
+        budget = ClusterBudget(clock=lambda: now[0])
+        client = redis.asyncio.Redis.from_url(lease_redis.service_url)
+        budget.attach(client)
+        answers = [await budget.admit(tenant, quota, "free") for _ in range(2)]
+        trips = budget.round_trips
+        now[0] += 0.5
+        answers += [await budget.admit(tenant, quota, "free") for _ in range(50)]
+        assert budget.round_trips == trips, "no round trip while the bucket is known empty"
+        await budget.close()
+        await client.aclose()
+        return answers, trips
+
+    answers, trips = _run(run())
+    assert answers[0] is None, "the burst's one token"
+    assert answers[1] == pytest.approx(1.0, abs=0.05), "refused: a token in a second"
+    assert all(a == pytest.approx(0.5, abs=0.05) for a in answers[2:]), answers[2:4]
+    assert trips == 2
+
+
 def test_without_redis_the_host_tier_decides_and_it_is_counted():
     async def admit() -> tuple[list[float | None], ClusterBudget]:
         budget = ClusterBudget()

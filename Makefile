@@ -65,6 +65,10 @@ bench: build ## Benchmarks: native vs pure-Python reference; writes bench-result
 bench-e2e: build ## End-to-end load with wrk on `tenantgate dev` (needs Debian's wrk)
 	$(BIN)/python benches/e2e.py
 
+.PHONY: bench-tenants
+bench-tenants: build ## 10,000 tenants: provisioning, migrate killed and resumed, memory, spread read
+	$(BIN)/python benches/many_tenants.py $(BENCH_TENANTS_ARGS)
+
 .PHONY: clean
 clean: ## Remove build products, the virtualenv and the dev data folder
-	rm -rf target $(VENV) .tenantgate bench-results.json bench-memory.json python/tenantgate/_native*.so
+	rm -rf target $(VENV) .tenantgate bench-results.json bench-memory.json bench-tenants.json python/tenantgate/_native*.so

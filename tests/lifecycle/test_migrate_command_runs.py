@@ -206,3 +206,41 @@ def test_a_migrations_folder_with_a_gap_is_a_usage_error(
 def test_loading_a_folder_that_is_not_there_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a folder"):
         load_migrations_from(tmp_path / "missing")
+
+
+def test_progress_on_a_terminal_is_a_bar_not_lines(
+    fresh_database: Any, key_issuer: KeyIssuer, tmp_path: Path
+) -> None:
+    import pty
+
+    make_tenants(fresh_database.url, key_issuer, 3)
+    folder = tenant_migrations(tmp_path / "migrations", "ALTER TABLE items ADD COLUMN note text;\n")
+    main, terminal = pty.openpty()
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-m", "tenantgate", "migrate", "--tenant-migrations", str(folder)],
+            env=environment(fresh_database.url) | {"TERM": "xterm", "COLUMNS": "100"},
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+        ) as run:
+            os.close(terminal)
+            terminal = -1
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # the other end closed: the command is done
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            assert run.wait(timeout=60) == 0, shown
+    finally:
+        os.close(main)
+        if terminal >= 0:
+            os.close(terminal)
+    text = shown.decode(errors="replace")
+    assert "tenant schemas" in text
+    assert "\x1b[" in text  # drawn with terminal controls
+    assert re.search(r"\d+/\d+ tenant schemas \(migrated", text) is None  # not plain lines
+    assert SUMMARY.search(text) is not None

@@ -58,12 +58,30 @@ bench: build ## Benchmarks: native vs pure-Python reference; writes bench-result
 	$(BIN)/pytest benches --benchmark-enable --benchmark-only --benchmark-json=bench-results.json -q
 	$(BIN)/python benches/memory.py
 	$(BIN)/python benches/redis_connections.py
+	$(BIN)/python benches/audit_append.py
+	$(BIN)/python benches/hsm.py
 	$(BIN)/python benches/report.py
 	cargo bench -p tenantgate-core --quiet -- --quick
 
+LOADGEN := target/release/tenantgate-loadgen
+
+.PHONY: loadgen
+loadgen:
+	cargo build --release --quiet -p tenantgate-loadgen
+
+.PHONY: bench-quick
+bench-quick: build ## The micro benchmarks in short rounds, printed as tables (CI)
+	$(BIN)/pytest benches --benchmark-enable --benchmark-only --benchmark-json=bench-results.json -q \
+		--benchmark-max-time=0.1 --benchmark-min-rounds=3
+	$(BIN)/python benches/report.py
+
 .PHONY: bench-e2e
-bench-e2e: build ## End-to-end load with wrk on `tenantgate dev` (needs Debian's wrk)
-	$(BIN)/python benches/e2e.py
+bench-e2e: build loadgen ## End to end vs a single-tenant baseline: wrk + our open-loop generator (needs Debian's wrk)
+	$(BIN)/python benches/e2e.py $(E2E_FLAGS)
+
+.PHONY: bench-e2e-quick
+bench-e2e-quick: E2E_FLAGS := --quick
+bench-e2e-quick: bench-e2e ## The same, short runs, native core only (CI)
 
 .PHONY: bench-tenants
 bench-tenants: build ## 10,000 tenants: provisioning, migrate killed and resumed, memory, spread read

@@ -133,6 +133,12 @@ class BucketNames:
         """The bucket every standard tenant shares, each under its own prefix."""
         return f"{self.prefix}-shared"
 
+    @property
+    def audit(self) -> str:
+        """The bucket of sealed audit digests, under S3 Object Lock (never a tenant's: a
+        tenant's bucket ends in 32 hex digits)."""
+        return f"{self.prefix}-audit"
+
     def tenant(self, tenant_id: UUID) -> str:
         """An enterprise tenant's own bucket. Never reused: tenant ids are never reused."""
         return f"{self.prefix}-{tenant_id.hex}"

@@ -24,6 +24,8 @@ variable                            required  meaning
 ``TENANTGATE_PKCS11_PIN``           no        or not at all
 ``TENANTGATE_MAX_BODY_BYTES``       no        default 1 MiB
 ``TENANTGATE_MAX_FILE_BYTES``       no        default 100 MiB
+``TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS`` no (900) seconds between audit seals; 0: none
+``TENANTGATE_AUDIT_RETENTION_DAYS`` no (365)  days each seal is kept in compliance mode
 =================================== ========= ==============================================
 
 Also ``TENANTGATE_DATABASE_ACQUIRE_TIMEOUT`` (default 2) and
@@ -51,6 +53,7 @@ from tenantgate.errors import SettingsError
 from tenantgate.naming import BUCKET_PREFIX_PATTERN
 
 __all__ = [
+    "AuditSettings",
     "DatabaseSettings",
     "HsmSettings",
     "LimitsSettings",
@@ -71,6 +74,8 @@ _ADMIN_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")
 _HEX_PATTERN = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _MIB = 1024 * 1024
 _MAX_TIMEOUT_SECONDS = 3600.0
+_MAX_SEAL_INTERVAL = 7 * 24 * 3600
+_MAX_RETENTION_DAYS = 36_500
 
 
 def redact_url(url: str) -> str:
@@ -242,6 +247,23 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """Sealing the audit chains' heads into the locked audit bucket."""
+
+    seal_interval_seconds: int = 900
+    """``TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS``: how often one instance (whichever takes
+    PostgreSQL's advisory lock) seals the chain heads (default 900: every 15 minutes); 0
+    turns periodic sealing off (``tenantgate audit seal`` and ``POST /admin/v1/audit/seal``
+    still seal on demand). A record written after the last seal can be rewritten unnoticed
+    by someone holding the database's superuser: this is how long that window stays open."""
+
+    retention_days: int = 365
+    """``TENANTGATE_AUDIT_RETENTION_DAYS``: how long each seal is kept under S3 Object Lock
+    in compliance mode (default 365; 1 to 36,500). Nobody — the bucket's owner included —
+    can delete or shorten it before then: choose it with care."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration of one tenantgate service."""
 
@@ -262,6 +284,9 @@ class Settings:
 
     hsm: HsmSettings | None = None
     """The PKCS#11 token, or ``None`` when no HSM is configured."""
+
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """Sealing the audit log."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -296,6 +321,14 @@ class Settings:
                 shared_memory=env.optional("RATELIMIT_SHM"),
             ),
             hsm=_hsm_settings(env),
+            audit=AuditSettings(
+                seal_interval_seconds=env.bounded_int(
+                    "AUDIT_SEAL_INTERVAL_SECONDS", default=900, low=0, high=_MAX_SEAL_INTERVAL
+                ),
+                retention_days=env.bounded_int(
+                    "AUDIT_RETENTION_DAYS", default=365, low=1, high=_MAX_RETENTION_DAYS
+                ),
+            ),
         )
 
 
@@ -339,6 +372,18 @@ class _Environment:
             raise self.malformed(name, "must be a whole number") from None
         if number < 1:
             raise self.malformed(name, "must be at least 1")
+        return number
+
+    def bounded_int(self, name: str, *, default: int, low: int, high: int) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.malformed(name, "must be a whole number") from None
+        if not low <= number <= high:
+            raise self.malformed(name, f"must be from {low} to {high:,}")
         return number
 
     def positive_seconds(self, name: str, *, default: float) -> float:

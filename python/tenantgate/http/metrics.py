@@ -167,6 +167,18 @@ class FrontDoorCollector(Collector):
             "Key lookups running now.",
             value=self._keys.lookups_in_flight,
         )
+        if self._keys.hsm is not None:
+            yield CounterMetricFamily(
+                "tenantgate_hsm_unavailable",
+                "Requests with an HSM key not in cache refused because the HSM failed.",
+                value=self._keys.hsm_unavailable,
+            )
+            yield CounterMetricFamily(
+                "tenantgate_hsm_unavailable_accepted",
+                "Requests with an HSM key accepted while the HSM failed: the HSM had confirmed "
+                "the key within the last 10 minutes.",
+                value=self._keys.hsm.remembered_accepted,
+            )
 
 
 class AuditCollector(Collector):

@@ -107,7 +107,7 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
             if not self._keys.known_good(decision.digest) and self._brake.holds(address):
                 await send_forbidden(send)
                 return
-            await self._keys.resolve(decision)
+            await self._keys.resolve(decision, authorization)
             decision = verifier.verify_and_acquire(authorization, host, limiter)
             if decision is None:
                 self._brake.failed(address)

@@ -52,9 +52,10 @@ import httpx
 
 QUICK_TENANTS = 200
 S3_TENANTS = 100
-QUICK_S3_TENANTS = 30
+QUICK_S3_TENANTS = 10
 SPREAD_FEW = 10
 WRK_SECONDS = 8
+QUICK_WRK_SECONDS = 3
 WRK_CONNECTIONS = 32
 MEMORY_KEYS = 10_000
 PROGRESS = re.compile(r"tenantgate migrate: (\d+)/(\d+) tenant schemas")
@@ -197,8 +198,8 @@ async def insert_items(admin_url: str, tenant_ids: list[str]) -> list[str]:
         return list(await asyncio.gather(*(one(tenant_id) for tenant_id in tenant_ids)))
 
 
-def wrk_latency(url: str, script: Path, pairs: Path) -> dict[str, float]:
-    command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s", "--latency"]
+def wrk_latency(url: str, script: Path, pairs: Path, seconds: int) -> dict[str, float]:
+    command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency"]
     output = subprocess.run(
         [*command, "-s", str(script), url],
         capture_output=True,
@@ -245,7 +246,9 @@ def key_lookups(url: str) -> float:
     return float(match[1]) if match else 0.0
 
 
-def spread_read(url: str, folder: Path, keys_and_items: list[tuple[str, str]]) -> dict[str, Any]:
+def spread_read(
+    url: str, folder: Path, keys_and_items: list[tuple[str, str]], seconds: int
+) -> dict[str, Any]:
     script = folder / "spread.lua"
     script.write_text(SPREAD_SCRIPT)
     results: dict[str, Any] = {}
@@ -257,9 +260,9 @@ def spread_read(url: str, folder: Path, keys_and_items: list[tuple[str, str]]) -
         pairs.write_text("".join(f"{key} {item}\n" for key, item in chosen))
         warmed = asyncio.run(warm_up(url, chosen))
         lookups_before = key_lookups(url)
-        measured = wrk_latency(url, script, pairs)
+        measured = wrk_latency(url, script, pairs, seconds)
         lookups = key_lookups(url) - lookups_before
-        requests = measured["requests_per_s"] * WRK_SECONDS
+        requests = measured["requests_per_s"] * seconds
         results[label] = measured | {
             "warm_up_s": warmed,
             "key_lookups_per_request": lookups / requests if requests else 0.0,
@@ -485,7 +488,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 (key, item) for (_, key), item in zip(ids_and_keys, items, strict=True)
             ]
             if shutil.which("wrk") is not None:
-                results["spread_read"] = spread_read(ready["url"], folder, keys_and_items)
+                results["spread_read"] = spread_read(
+                    ready["url"], folder, keys_and_items, args.wrk_seconds
+                )
             else:
                 print("wrk is not installed: no spread read", file=sys.stderr)
             results["migration"] = fleet_migration(
@@ -567,8 +572,10 @@ def main() -> int:
     if args.measure_memory:
         print(json.dumps(measure_memory(*args.measure_memory)))
         return 0
+    args.wrk_seconds = WRK_SECONDS
     if args.quick:
         args.tenants = QUICK_TENANTS
+        args.wrk_seconds = QUICK_WRK_SECONDS
     if args.s3_tenants is None:
         args.s3_tenants = QUICK_S3_TENANTS if args.quick else S3_TENANTS
     results = run(args)

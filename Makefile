@@ -84,6 +84,14 @@ bench-e2e: build loadgen ## End to end vs a single-tenant baseline: wrk + our op
 bench-e2e-quick: E2E_FLAGS := --quick
 bench-e2e-quick: bench-e2e ## The same, short runs, native core only (CI)
 
+.PHONY: bench-tenants
+bench-tenants: build ## 10,000 tenants: provisioning, migrate killed and resumed, memory, spread read
+	$(BIN)/python benches/many_tenants.py $(BENCH_TENANTS_ARGS)
+
+.PHONY: bench-tenants-quick
+bench-tenants-quick: BENCH_TENANTS_ARGS := --quick
+bench-tenants-quick: bench-tenants ## The same with 200 tenants (10 with the S3 step), 3 s wrk rounds (CI)
+
 .PHONY: clean
 clean: ## Remove build products, the virtualenv and the dev data folder
-	rm -rf target $(VENV) .tenantgate bench-results.json bench-memory.json python/tenantgate/_native*.so
+	rm -rf target $(VENV) .tenantgate bench-results.json bench-memory.json bench-tenants.json python/tenantgate/_native*.so

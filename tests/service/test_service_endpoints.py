@@ -192,6 +192,16 @@ class TestRequestId:
         second = client.get("/healthz").headers["x-request-id"]
         assert first != second
 
+    def test_generated_ids_differ_in_a_forked_worker(self) -> None:
+        """granian forks its workers: each must draw ids of its own, not repeat its parent's."""
+        import multiprocessing
+
+        ours = _next_request_id()
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            theirs = pool.apply(_next_request_id)
+        assert ours[:20] != theirs[:20]
+        assert ours != theirs
+
     def test_longest_sane_id_is_kept(self, client: TestClient[Litestar]) -> None:
         longest = "a" * 128
         assert (
@@ -378,3 +388,9 @@ class TestPluginWiring:
             assert client.get("/test/resources").json() == {"ok": True}
         assert len(seen) == 1
         assert seen[0].database.pool.is_closing()
+
+
+def _next_request_id() -> str:
+    from tenantgate.http.request_id import _new_ids
+
+    return _new_ids.next()

@@ -19,13 +19,14 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 
 from tenantgate.audit.records import AUDITED_STATE_KEY, event_of
+from tenantgate.http.metrics import RESPONSE_STATUS_STATE_KEY
 from tenantgate.http.prefixes import Prefixes
 from tenantgate.identity.middleware import REFUSAL_STATE_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+    from litestar.types import ASGIApp, Receive, Scope, Send
 
     from tenantgate.audit.writer import AuditWriter
 
@@ -35,6 +36,10 @@ _CHANGES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class AuditMiddleware(ASGIMiddleware):
+    """Records the requests listed in the module docstring. It must sit inside
+    :class:`~tenantgate.http.metrics.MetricsMiddleware`, which notes the response's status
+    for it (the plugin installs them in that order)."""
+
     scopes = (ScopeType.HTTP,)
 
     def __init__(
@@ -53,18 +58,13 @@ class AuditMiddleware(ASGIMiddleware):
         if not admin and not self._tenant_prefixes.match(path):
             await next_app(scope, receive, send)
             return
-        status = 500
-
-        async def noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         try:
-            await next_app(scope, receive, noting_status)
+            await next_app(scope, receive, send)
         finally:
             state = scope.get("state") or {}
+            # Noted by the metrics middleware around this one as the answer went out; none
+            # sent means the route raised and the outer handler answers with a 5xx.
+            status = state.get(RESPONSE_STATUS_STATE_KEY, 500)
             if admin:
                 self._writer.record(event_of(scope, status, actor="admin"))
             elif not state.get(AUDITED_STATE_KEY) and (

@@ -33,12 +33,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METRICS_STATE_KEY",
+    "RESPONSE_STATUS_STATE_KEY",
     "AuditCollector",
     "FrontDoorCollector",
     "MetricsMiddleware",
     "ServiceMetrics",
     "metrics_endpoint",
 ]
+
+RESPONSE_STATUS_STATE_KEY: Final = "tenantgate.response_status"
+"""The status of the response sent, in ``scope["state"]`` once :class:`MetricsMiddleware` saw
+it go out (the audit middleware, inside it, reads it there)."""
 
 METRICS_STATE_KEY: Final = "tenantgate_metrics"
 """The key of the application's :class:`ServiceMetrics` in ``app.state``."""
@@ -115,6 +120,9 @@ class MetricsMiddleware(ASGIMiddleware):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # For the middleware inside (the audit's), which reads it once the route has
+                # answered instead of wrapping `send` a second time.
+                scope["state"][RESPONSE_STATUS_STATE_KEY] = status
             await send(message)
 
         try:

@@ -393,3 +393,36 @@ def test_the_hsm_path_reads_the_key_as_the_native_parser_does(template: bytes) -
     header = template % key.encode()
     native_hashed_it = type(Verifier(PEPPER).verify(header, None)) is Miss
     assert (bearer_key(header) == key) is native_hashed_it
+
+
+def test_a_record_gone_before_the_second_native_call_is_looked_up_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a loaded machine the loop can come back to a request after its freshly cached
+    record's lifetime: the key is looked up again rather than refused."""
+    from tenantgate.clock import ManualClock
+
+    clock = ManualClock()
+    source = FakeSource()
+    key = source.add_key(_record())
+    identity = IdentityCache(Verifier(PEPPER, ttl_seconds=1.0, clock=clock))
+    starve_once = [True]
+    cache = KeyCache._cache
+
+    def cache_then_starve(self: KeyCache, *args: Any, **kwargs: Any) -> None:
+        cache(self, *args, **kwargs)
+        if starve_once:
+            starve_once.pop()
+            clock.advance(2.0)  # the record expires before the middleware looks again
+
+    monkeypatch.setattr(KeyCache, "_cache", cache_then_starve)
+    app = Litestar(
+        route_handlers=[_ok],
+        middleware=[TenantIdentificationMiddleware(identity.keys, Limiter(), identity.domains)],
+        exception_handlers=DEFAULT_EXCEPTION_HANDLERS,
+        lifespan=[lambda app: identity.serving(source)],
+    )
+    with TestClient(app) as client:
+        answer = client.get("/ok", headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 200, answer.text
+    assert source.lookups == 2

@@ -116,6 +116,11 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
                 return
             await self._keys.resolve(decision, authorization)
             decision = verifier.verify_and_acquire(authorization, host, limiter)
+            if type(decision) is Miss:
+                # The record it just cached is gone already: the loop was starved past the
+                # record's lifetime (seen on a loaded machine as a 403 for a valid key).
+                await self._keys.resolve(decision, authorization)
+                decision = verifier.verify_and_acquire(authorization, host, limiter)
             if decision is None:
                 self._brake.failed(address)
         if type(decision) is not Decision:

@@ -52,6 +52,7 @@ def _is_problem(answer: Any, status: int) -> dict[str, Any]:
 # -- tenants -------------------------------------------------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_creating_a_tenant_answers_tenant_and_new_key_exactly(service, admin_headers):
     answer = service.post(
         "/admin/v1/tenants",
@@ -92,6 +93,7 @@ def test_defaults_are_free_and_standard(service, admin_headers):
     assert (tenant["plan"], tenant["tier"]) == ("free", "standard")
 
 
+@pytest.mark.pgbouncer
 def test_get_patch_and_delete_a_tenant(service, admin_headers, make_tenant):
     tenant = make_tenant(name="before")
     path = f"/admin/v1/tenants/{tenant.id}"
@@ -294,6 +296,7 @@ def test_invalid_patches_are_refused_with_422(service, admin_headers, make_tenan
 # -- keys ----------------------------------------------------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_keys_are_issued_listed_rotated_and_revoked(service, admin_headers, make_tenant):
     tenant = make_tenant()
     keys_path = f"/admin/v1/tenants/{tenant.id}/keys"
@@ -354,6 +357,7 @@ def test_keys_are_issued_listed_rotated_and_revoked(service, admin_headers, make
     _is_problem(again, 404)
 
 
+@pytest.mark.pgbouncer
 def test_another_tenants_key_is_404_through_this_tenants_path(service, admin_headers, make_tenant):
     mine, theirs = make_tenant(), make_tenant()
     path = f"/admin/v1/tenants/{mine.id}/keys/{theirs.key_id}"
@@ -416,6 +420,7 @@ def test_the_built_in_plans_are_listed_with_their_numbers(service, admin_headers
     assert plans["enterprise"] == {"name": "enterprise", "rate_per_second": 1000, "burst": 2000}
 
 
+@pytest.mark.pgbouncer
 def test_put_plan_creates_then_updates(service, admin_headers, make_tenant):
     name = f"team-{uuid.uuid4().hex[:8]}"
     path = f"/admin/v1/plans/{name}"

@@ -18,6 +18,9 @@ loads these routes in turn with the same wrk settings and prints requests per se
   chain's advisory lock, its head, the native hash, the INSERT): what a change costs.
 
 The tenant is on a plan generous enough that rate limiting never refuses during the run.
+
+``--pgbouncer`` runs the same with the service behind an embedded PgBouncer in transaction
+pooling mode (``tenantgate dev --pgbouncer``; Debian package ``pgbouncer``).
 """
 
 from __future__ import annotations
@@ -116,7 +119,8 @@ def _insert_items(database_admin_url: str, tenant_id: str) -> list[str]:
     return ids
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    through_pgbouncer = "--pgbouncer" in (sys.argv[1:] if argv is None else argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
@@ -124,7 +128,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tenantgate-e2e-") as data_dir:
         dev = subprocess.Popen(
             [sys.executable, "-m", "tenantgate", "dev", "--port", str(port), "--data-dir",
-             str(Path(data_dir) / "stack")],
+             str(Path(data_dir) / "stack"), *(["--pgbouncer"] if through_pgbouncer else [])],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -178,7 +182,8 @@ def main() -> int:
             dev.send_signal(signal.SIGINT)
             dev.wait(timeout=60)
     floor = next(iter(results.values()))
-    print(f"wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_SECONDS}s, one granian worker:\n")
+    behind = ", through PgBouncer (transaction pooling)" if through_pgbouncer else ""
+    print(f"wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_SECONDS}s, one granian worker{behind}:\n")
     print("| route | requests/s | vs /healthz |")
     print("| --- | ---: | ---: |")
     for route, rate in results.items():

@@ -232,17 +232,25 @@ def database_route(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def pgbouncer_installed() -> None:
+    """Skip the test (fail it with ``CI=true``) unless Debian's ``pgbouncer`` is installed."""
+    from tenantgate.dev.pgbouncer import pgbouncer_binary
+
+    if pgbouncer_binary() is None:
+        skip_or_fail("PgBouncer not installed (Debian: pgbouncer; `make system-packages`)")
+
+
+@pytest.fixture(scope="session")
 def pgbouncer(
+    pgbouncer_installed: None,
     embedded_stack: EmbeddedStack,
     direct_service_environment: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
     """An embedded PgBouncer (transaction pooling) in front of the session's PostgreSQL, for
     the service's login; stopped at the end of the session."""
-    from tenantgate.dev.pgbouncer import EmbeddedPgBouncer, pgbouncer_binary
+    from tenantgate.dev.pgbouncer import EmbeddedPgBouncer
 
-    if pgbouncer_binary() is None:
-        skip_or_fail("PgBouncer not installed (Debian: pgbouncer; `make system-packages`)")
     bouncer = EmbeddedPgBouncer(
         tmp_path_factory.mktemp("pgbouncer"),
         admin_url=embedded_stack.info.postgres_admin_url,

@@ -19,7 +19,7 @@ import asyncpg
 import psutil
 import pytest
 
-from tenantgate.dev.pgbouncer import EmbeddedPgBouncer, pgbouncer_binary, through
+from tenantgate.dev.pgbouncer import EmbeddedPgBouncer, through
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,14 +30,13 @@ pytestmark = pytest.mark.servers
 
 @pytest.fixture
 def one_backend_bouncer(
-    tmp_path: Path, stack_info: Any, direct_service_environment: dict[str, str]
+    pgbouncer_installed: None,
+    tmp_path: Path,
+    stack_info: Any,
+    direct_service_environment: dict[str, str],
 ) -> Iterator[tuple[EmbeddedPgBouncer, str]]:
     """A PgBouncer of this test's own with a single server connection; the service login's
     URL through it."""
-    if pgbouncer_binary() is None:
-        from conftest import skip_or_fail
-
-        skip_or_fail("PgBouncer not installed (Debian: pgbouncer)")
     direct_url = direct_service_environment["TENANTGATE_DATABASE_URL"]
     bouncer = EmbeddedPgBouncer(
         tmp_path, admin_url=stack_info.postgres_admin_url, logins=[direct_url], pool_size=1

@@ -52,7 +52,6 @@ def _is_problem(answer: Any, status: int) -> dict[str, Any]:
 # -- tenants -------------------------------------------------------------------------------
 
 
-@pytest.mark.pgbouncer
 def test_creating_a_tenant_answers_tenant_and_new_key_exactly(service, admin_headers):
     answer = service.post(
         "/admin/v1/tenants",
@@ -357,7 +356,6 @@ def test_keys_are_issued_listed_rotated_and_revoked(service, admin_headers, make
     _is_problem(again, 404)
 
 
-@pytest.mark.pgbouncer
 def test_another_tenants_key_is_404_through_this_tenants_path(service, admin_headers, make_tenant):
     mine, theirs = make_tenant(), make_tenant()
     path = f"/admin/v1/tenants/{mine.id}/keys/{theirs.key_id}"
@@ -420,7 +418,6 @@ def test_the_built_in_plans_are_listed_with_their_numbers(service, admin_headers
     assert plans["enterprise"] == {"name": "enterprise", "rate_per_second": 1000, "burst": 2000}
 
 
-@pytest.mark.pgbouncer
 def test_put_plan_creates_then_updates(service, admin_headers, make_tenant):
     name = f"team-{uuid.uuid4().hex[:8]}"
     path = f"/admin/v1/plans/{name}"

@@ -13,7 +13,7 @@ import pytest
 from tenantgate.cli import ExitCode
 from tenantgate.cli.keys import run_rotate_due
 
-pytestmark = [pytest.mark.servers, pytest.mark.pgbouncer]
+pytestmark = pytest.mark.servers
 
 
 def _key(service: Any, admin_headers: dict[str, str], tenant: Any, **body: Any) -> dict[str, Any]:

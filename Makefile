@@ -27,12 +27,13 @@ $(INSTALLED): pyproject.toml Cargo.toml
 .PHONY: venv
 venv: $(INSTALLED) ## Create .venv with the package and all development dependencies
 
-# Debian packages the test suite needs besides PyPI: SoftHSM2 (the HSM tests) and PgBouncer
-# (the isolation and lifecycle suites through transaction pooling). Installed only when missing.
-SYSTEM_PACKAGES := softhsm2:softhsm2-util pgbouncer:pgbouncer
+# Debian packages CI needs besides PyPI: SoftHSM2 (the HSM tests), PgBouncer (the isolation and
+# lifecycle suites through transaction pooling) and wrk (the end-to-end benches). Installed only
+# when missing.
+SYSTEM_PACKAGES := softhsm2:softhsm2-util pgbouncer:pgbouncer wrk:wrk
 
 .PHONY: system-packages
-system-packages: ## Install the Debian packages `make test` needs (softhsm2, pgbouncer) with apt-get
+system-packages: ## Install the Debian packages CI needs (softhsm2, pgbouncer, wrk) with apt-get
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
 		command -v "$${entry#*:}" >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin" command -v "$${entry#*:}" >/dev/null 2>&1 \
 			|| missing="$$missing $${entry%%:*}"; \
@@ -74,13 +75,40 @@ bench: build ## Benchmarks: native vs pure-Python reference; writes bench-result
 	$(BIN)/pytest benches --benchmark-enable --benchmark-only --benchmark-json=bench-results.json -q
 	$(BIN)/python benches/memory.py
 	$(BIN)/python benches/redis_connections.py
+	$(BIN)/python benches/cluster_leases.py
+	$(BIN)/python benches/audit_append.py
+	$(BIN)/python benches/hsm.py
 	$(BIN)/python benches/report.py
 	cargo bench -p tenantgate-core --quiet -- --quick
 
+LOADGEN := target/release/tenantgate-loadgen
+
+.PHONY: loadgen
+loadgen:
+	cargo build --release --quiet -p tenantgate-loadgen
+
+.PHONY: bench-quick
+bench-quick: build ## The micro benchmarks in short rounds, printed as tables (CI)
+	$(BIN)/pytest benches --benchmark-enable --benchmark-only --benchmark-json=bench-results.json -q \
+		--benchmark-max-time=0.1 --benchmark-min-rounds=3
+	$(BIN)/python benches/report.py
+
 .PHONY: bench-e2e
-bench-e2e: build ## End-to-end load with wrk on `tenantgate dev` (needs Debian's wrk)
-	$(BIN)/python benches/e2e.py
+bench-e2e: build loadgen ## End to end vs a single-tenant baseline: wrk + our open-loop generator (needs Debian's wrk)
+	$(BIN)/python benches/e2e.py $(E2E_FLAGS)
+
+.PHONY: bench-e2e-quick
+bench-e2e-quick: E2E_FLAGS := --quick
+bench-e2e-quick: bench-e2e ## The same, short runs, native core only (CI)
+
+.PHONY: bench-tenants
+bench-tenants: build ## 10,000 tenants: provisioning, migrate killed and resumed, memory, spread read
+	$(BIN)/python benches/many_tenants.py $(BENCH_TENANTS_ARGS)
+
+.PHONY: bench-tenants-quick
+bench-tenants-quick: BENCH_TENANTS_ARGS := --quick
+bench-tenants-quick: bench-tenants ## The same with 200 tenants (10 with the S3 step), 3 s wrk rounds (CI)
 
 .PHONY: clean
 clean: ## Remove build products, the virtualenv and the dev data folder
-	rm -rf target $(VENV) .tenantgate bench-results.json bench-memory.json python/tenantgate/_native*.so
+	rm -rf target $(VENV) .tenantgate bench-results.json bench-memory.json bench-tenants.json python/tenantgate/_native*.so

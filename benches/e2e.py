@@ -1,32 +1,41 @@
-"""End-to-end load: `tenantgate dev` on the embedded stack, measured with wrk.
+"""End to end: tenantgate against a single-tenant baseline, on the embedded stack.
 
-Run with `make bench-e2e` (needs `wrk`, Debian package `wrk`). Starts the service with one
-granian worker on a free port in a throw-away data folder, creates a tenant and an item, then
-loads these routes in turn with the same wrk settings and prints requests per second:
+Run with `make bench-e2e` (`--quick` in CI). Needs `wrk` (Debian package `wrk`); the open-loop
+generator is ours (`benches/loadgen`, built by the make target).
+
+What runs: `tenantgate dev` (one granian worker unless `--workers`), a tenant on a plan that
+never refuses, 300,000 items inserted into its schema (100,000 in quick mode), and the same rows
+copied into `baseline.items` for the **baseline** (`benches/baseline_app.py`: plain Litestar +
+asyncpg on granian, same worker count, the row read by primary key, no tenancy). Each route is
+loaded in turn on loopback:
 
 - `GET /healthz` — no authentication, no database: the floor of Litestar on granian;
 - `GET /v1/me` — identification and rate limiting (one native call), no database;
-- `GET /v1/cache/{key}` — the same plus one Redis round trip as the tenant's ACL user (``AUTH``
-  tenant, ``GET``, ``AUTH`` back, pipelined);
-- `GET /v1/items/{id}`, cache hit — the same item again and again: one Redis round trip
-  (lookup and version), no PostgreSQL;
-- `GET /v1/items/{id}`, cache miss — every request a different item, never read before (100,000
-  items inserted beforehand, walked in order by a wrk script): the Redis lookup, the
-  tenant-scoped PostgreSQL read (BEGIN + SET LOCAL ROLE + SET LOCAL search_path in one round
-  trip, the SELECT, COMMIT), and the Redis round trip that keeps the copy;
-- `POST /v1/items` — a tenant write and, in the same transaction, its audit record (the
-  chain's advisory lock, its head, the native hash, the INSERT): what a change costs.
+- `GET /v1/cache/{key}` — plus one Redis round trip as the tenant's ACL user;
+- `GET /v1/items/{id}`, cache hit — the same item again and again: one Redis round trip;
+- `GET /v1/items/{id}`, cache miss — every request a different item, never read before: the
+  Redis lookup, the tenant-scoped PostgreSQL read, the Redis round trip that keeps the copy;
+- `POST /v1/items` — a tenant write and its audit record in one transaction;
+- the baseline's `GET /items/{id}` over the same rows (different rows every request).
 
-The tenant is on a plan generous enough that rate limiting never refuses during the run.
+Two measurements per route: **saturation** (wrk, closed loop, best of the rounds) and an
+**open loop at a fixed offered rate** (`tenantgate-loadgen`: requests on a schedule, latency
+counted from when each request should have been sent, so a stall is not hidden — wrk2-style),
+at the same rate for every route: half the baseline's saturated throughput. Then the same
+routes again with the pure-Python core (`TENANTGATE_CORE=reference`) on a second service
+instance of the same stack, so the table shows what the Rust core buys end to end.
 
-``--pgbouncer`` runs the same with the service behind an embedded PgBouncer in transaction
-pooling mode (``tenantgate dev --pgbouncer``; Debian package ``pgbouncer``).
+Writes `benches/results/e2e.json` and `e2e.png` (`bench-e2e-quick.*` in quick mode; the chart
+when matplotlib is installed) and prints a Markdown table with the ratios the README quotes.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
+import platform
 import random
 import re
 import shutil
@@ -35,13 +44,44 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-DURATION_SECONDS = 10
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+LOADGEN = ROOT / "target" / "release" / "tenantgate-loadgen"
+
 CONNECTIONS = 32
-THREADS = 1
+
+
+@dataclass(frozen=True)
+class Mode:
+    seconds: float
+    rounds: int
+    items: int
+    cores: tuple[str, ...]
+
+
+FULL = Mode(seconds=8, rounds=2, items=300_000, cores=("native", "reference"))
+QUICK = Mode(seconds=2, rounds=1, items=100_000, cores=("native",))
+
+
+@dataclass
+class Route:
+    """One thing to load: a path (or a walk over many), a method, a body."""
+
+    label: str
+    path: str = ""
+    walk: str | None = None
+    """Walk over unread items: the path prefix before each item id."""
+    method: str = "GET"
+    body: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -51,144 +91,407 @@ def free_port() -> int:
         return port
 
 
-MISS_ITEMS = 100_000
+def wait_until_up(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+class IdSlices:
+    """Hands each load run item ids nobody has read yet, so a cache miss stays a miss."""
+
+    def __init__(self, ids: list[str], folder: Path) -> None:
+        self.ids, self.folder, self.next = ids, folder, 0
+
+    def take(self, count: int, prefix: str) -> Path:
+        if self.next + count > len(self.ids):
+            print(f"  (item ids reused: {count} wanted, {len(self.ids) - self.next} left)")
+            self.next = 0
+        chosen = self.ids[self.next : self.next + count]
+        self.next += count
+        path = self.folder / f"ids-{self.next}.txt"
+        path.write_text("".join(f"{prefix}{item_id}\n" for item_id in chosen))
+        return path
+
 
 WALK_SCRIPT = """
-local ids = {}
-for line in io.lines(os.getenv("TENANTGATE_BENCH_IDS")) do ids[#ids + 1] = line end
+local paths = {}
+for line in io.lines(os.getenv("TENANTGATE_BENCH_PATHS")) do paths[#paths + 1] = line end
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format("GET", "/v1/items/" .. ids[(n % #ids) + 1])
+  return wrk.format(nil, paths[((n - 1) % #paths) + 1])
 end
 """
-"""A wrk script: each request reads the next item of the list, so none is read twice."""
 
-CREATE_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '{"data": {"n": 1}}'
+BODY_SCRIPT = """
+wrk.method = os.getenv("TENANTGATE_BENCH_METHOD")
+wrk.body = os.getenv("TENANTGATE_BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
 """
-"""A wrk script: every request creates an item (and, in the same transaction, its audit
-record)."""
 
 
-def wrk(url: str, headers: dict[str, str], script: Path | None = None) -> float:
-    command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION_SECONDS}s", "--latency"]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
-    if script is not None:
-        command += ["-s", str(script)]
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if non_2xx:
-        raise SystemExit(f"{url}: {non_2xx[1]} failed responses\n{output}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if match is None:
-        raise SystemExit(output)
-    return float(match[1])
+def _seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def _insert_items(database_admin_url: str, tenant_id: str) -> list[str]:
-    """Put :data:`MISS_ITEMS` items straight into the tenant's table; their ids, shuffled."""
-    import asyncio
-    import uuid
+class Loader:
+    def __init__(self, mode: Mode, folder: Path, slices: IdSlices) -> None:
+        self.mode, self.folder, self.slices = mode, folder, slices
+        (folder / "walk.lua").write_text(WALK_SCRIPT)
+        (folder / "body.lua").write_text(BODY_SCRIPT)
 
+    def saturate(self, base: str, route: Route, expected_rate: float) -> dict[str, float]:
+        """wrk, closed loop: the best of the mode's rounds."""
+        best: dict[str, float] = {}
+        for _ in range(self.mode.rounds):
+            command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{self.mode.seconds}s", "--latency"]
+            for name, value in route.headers.items():
+                command += ["-H", f"{name}: {value}"]
+            env = dict(os.environ)
+            url = base + route.path
+            if route.walk:
+                wanted = int(expected_rate * (self.mode.seconds + 1) * 1.5) + 1000
+                env["TENANTGATE_BENCH_PATHS"] = str(self.slices.take(wanted, route.walk))
+                command += ["-s", str(self.folder / "walk.lua")]
+                url = base
+            elif route.body is not None:
+                env["TENANTGATE_BENCH_METHOD"] = route.method
+                env["TENANTGATE_BENCH_BODY"] = route.body
+                command += ["-s", str(self.folder / "body.lua")]
+            output = subprocess.run(
+                [*command, url], capture_output=True, text=True, check=True, env=env
+            ).stdout
+            failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+            if failed:
+                raise SystemExit(f"{route.label}: {failed[1]} failed responses\n{output}")
+            rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])  # type: ignore[index]
+            quantiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", output, flags=re.M))
+            result = {
+                "throughput": rate,
+                "p50_ms": _seconds(quantiles["50"]) * 1e3,
+                "p99_ms": _seconds(quantiles["99"]) * 1e3,
+            }
+            if result["throughput"] > best.get("throughput", 0):
+                best = result
+        return best
+
+    def offer(self, base: str, route: Route, rate: float) -> dict[str, float]:
+        """tenantgate-loadgen at a fixed offered rate: latency from the intended send time."""
+        command = [
+            str(LOADGEN),
+            "--url",
+            base,
+            "--rate",
+            f"{rate:.0f}",
+            "--connections",
+            str(CONNECTIONS),
+            "--duration",
+            str(self.mode.seconds),
+            "--warmup",
+            "1",
+        ]
+        for name, value in route.headers.items():
+            command += ["-H", f"{name}: {value}"]
+        if route.walk:
+            wanted = int(rate * (self.mode.seconds + 1.5)) + 1000
+            command += ["--paths-file", str(self.slices.take(wanted, route.walk))]
+        else:
+            command += ["--path", route.path]
+        if route.body is not None:
+            command += ["--method", route.method, "--body", route.body]
+            command += ["-H", "Content-Type: application/json"]
+        report = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
+        if report["non_2xx"] or report["errors"]:
+            raise SystemExit(f"{route.label}: failures at {rate:.0f}/s: {report}")
+        latency = report["latency_us"]
+        return {
+            "offered_rate": rate,
+            "throughput": report["throughput"],
+            "p50_ms": latency["p50"] / 1e3,
+            "p99_ms": latency["p99"] / 1e3,
+            "p999_ms": latency["p999"] / 1e3,
+        }
+
+
+async def _copy_items(admin_url: str, tenant_id: str, count: int) -> list[str]:
+    """Fill the tenant's items, copy them to `baseline.items`; the ids, shuffled."""
     import asyncpg
 
     schema = f"t_{uuid.UUID(tenant_id).hex}"
-
-    async def insert() -> list[str]:
-        connection = await asyncpg.connect(database_admin_url)
-        try:
-            rows = await connection.fetch(
-                f"""
-                INSERT INTO "{schema}".items (id, data)
-                SELECT gen_random_uuid(), jsonb_build_object('n', n)
-                  FROM generate_series(1, $1) AS n
-                RETURNING id
-                """,
-                MISS_ITEMS,
-            )
-        finally:
-            await connection.close()
-        return [str(row["id"]) for row in rows]
-
-    ids = asyncio.run(insert())
+    connection = await asyncpg.connect(admin_url)
+    try:
+        rows = await connection.fetch(
+            f"""
+            INSERT INTO "{schema}".items (id, data)
+            SELECT gen_random_uuid(), jsonb_build_object('n', n, 'name', 'item ' || n)
+              FROM generate_series(1, $1) AS n
+            RETURNING id
+            """,
+            count,
+        )
+        await connection.execute(
+            f"""
+            DROP SCHEMA IF EXISTS baseline CASCADE;
+            CREATE SCHEMA baseline;
+            CREATE TABLE baseline.items (LIKE "{schema}".items INCLUDING ALL);
+            INSERT INTO baseline.items SELECT * FROM "{schema}".items;
+            ANALYZE baseline.items; ANALYZE "{schema}".items;
+            """
+        )
+    finally:
+        await connection.close()
+    ids = [str(row["id"]) for row in rows]
     random.shuffle(ids)
     return ids
 
 
-def main(argv: list[str] | None = None) -> int:
-    through_pgbouncer = "--pgbouncer" in (sys.argv[1:] if argv is None else argv)
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
-        return 2
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="tenantgate-e2e-") as data_dir:
+def _prepare(url: str, admin_token: str) -> tuple[str, dict[str, str], str]:
+    """A tenant on a plan that never refuses, an item, a cached value: (tenant id, headers,
+    item id)."""
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.put(
+            "/admin/v1/plans/bench",
+            json={"rate_per_second": 1e8, "burst": 10**9},
+            headers=admin,
+        ).raise_for_status()
+        created = client.post(
+            "/admin/v1/tenants", json={"name": "load", "plan": "bench"}, headers=admin
+        )
+        created.raise_for_status()
+        tenant = {"Authorization": f"Bearer {created.json()['api_key']['key']}"}
+        item = client.post("/v1/items", json={"data": {"n": 0}}, headers=tenant)
+        item.raise_for_status()
+        client.put("/v1/cache/bench", json={"value": {"n": 1}}, headers=tenant).raise_for_status()
+    return created.json()["tenant"]["id"], tenant, item.json()["id"]
+
+
+def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs, native core only")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="default: benches/results/e2e.json")
+    parser.add_argument("--chart", type=Path, help="default: benches/results/e2e.png")
+    options = parser.parse_args()
+    mode = QUICK if options.quick else FULL
+    # A quick run's numbers are not the README's: they go beside the tree, not into it.
+    output = ROOT / "bench-e2e-quick" if options.quick else HERE / "results" / "e2e"
+    options.json = options.json or output.with_suffix(".json")
+    options.chart = options.chart or output.with_suffix(".png")
+    for tool, hint in (("wrk", "apt-get install wrk"), (str(LOADGEN), "make bench-e2e")):
+        if shutil.which(tool) is None:
+            print(f"{tool} is missing ({hint})", file=sys.stderr)
+            return 2
+    processes: list[subprocess.Popen[Any]] = []
+    with tempfile.TemporaryDirectory(prefix="tenantgate-e2e-") as temp:
+        folder = Path(temp)
+        dev_port = free_port()
         dev = subprocess.Popen(
-            [sys.executable, "-m", "tenantgate", "dev", "--port", str(port), "--data-dir",
-             str(Path(data_dir) / "stack"), *(["--pgbouncer"] if through_pgbouncer else [])],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+            [sys.executable, "-m", "tenantgate", "dev", "--port", str(dev_port),
+             "--workers", str(options.workers), "--data-dir", str(folder / "stack")],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True,
         )  # fmt: skip
+        processes.append(dev)
         try:
             assert dev.stdout is not None
             ready = json.loads(dev.stdout.readline())
-            url, admin = ready["url"], {"Authorization": f"Bearer {ready['admin_token']}"}
-            with httpx.Client(base_url=url, timeout=10) as client:
-                created = client.post(
-                    "/admin/v1/tenants", json={"name": "load", "plan": "bench"}, headers=admin
-                )
-                if created.status_code == 422:  # the plan does not exist yet
-                    client.put(
-                        "/admin/v1/plans/bench",
-                        json={"rate_per_second": 1e8, "burst": 10**9},
-                        headers=admin,
-                    ).raise_for_status()
-                    created = client.post(
-                        "/admin/v1/tenants", json={"name": "load", "plan": "bench"}, headers=admin
-                    )
-                created.raise_for_status()
-                tenant = {"Authorization": f"Bearer {created.json()['api_key']['key']}"}
-                item = client.post("/v1/items", json={"data": {"n": 1}}, headers=tenant)
-                item.raise_for_status()
-                item_url = f"{url}/v1/items/{item.json()['id']}"
-                client.put("/v1/cache/bench", json={"value": {"n": 1}}, headers=tenant)
-            tenant_id = created.json()["tenant"]["id"]
-            ids_file = Path(data_dir) / "item-ids.txt"
-            ids_file.write_text("\n".join(_insert_items(ready["database_admin_url"], tenant_id)))
-            walk = Path(data_dir) / "walk.lua"
-            walk.write_text(WALK_SCRIPT)
-            create = Path(data_dir) / "create.lua"
-            create.write_text(CREATE_SCRIPT)
-            os.environ["TENANTGATE_BENCH_IDS"] = str(ids_file)
-            results = {
-                "GET /healthz (no auth, no database)": wrk(f"{url}/healthz", {}),
-                "GET /v1/me (auth + rate limit)": wrk(f"{url}/v1/me", tenant),
-                "GET /v1/cache/{key} (auth + limit + Redis as the tenant)": wrk(
-                    f"{url}/v1/cache/bench", tenant
-                ),
-                "GET /v1/items/{id}, cache hit (auth + limit + Redis)": wrk(item_url, tenant),
-                "GET /v1/items/{id}, cache miss (+ tenant read in PostgreSQL)": wrk(
-                    url, tenant, script=walk
-                ),
-                "POST /v1/items (a tenant write + its audit record, one transaction)": wrk(
-                    f"{url}/v1/items", tenant, script=create
-                ),
-            }
+            tenant_id, tenant, item_id = _prepare(ready["url"], ready["admin_token"])
+            print(f"inserting {mode.items:,} items (and their baseline copy)…", flush=True)
+            ids = asyncio.run(_copy_items(ready["database_admin_url"], tenant_id, mode.items))
+            slices = IdSlices(ids, folder)
+            loader = Loader(mode, folder, slices)
+
+            baseline_port = free_port()
+            baseline = _start(
+                [str(Path(sys.executable).with_name("granian")), "--interface", "asgi",
+                 "--host", "127.0.0.1", "--port", str(baseline_port),
+                 "--workers", str(options.workers), "--no-access-log",
+                 "--working-dir", str(HERE), "baseline_app:app"],
+                {**os.environ, "BASELINE_DATABASE_URL": ready["database_admin_url"]},
+                folder / "baseline.log",
+            )  # fmt: skip
+            processes.append(baseline)
+            baseline_url = f"http://127.0.0.1:{baseline_port}"
+            wait_until_up(baseline_url)
+
+            routes = [
+                Route("GET /healthz", "/healthz"),
+                Route("GET /v1/me", "/v1/me", headers=tenant),
+                Route("GET /v1/cache/{key}", "/v1/cache/bench", headers=tenant),
+                Route("GET /v1/items/{id} (cache hit)", f"/v1/items/{item_id}", headers=tenant),
+                Route("GET /v1/items/{id} (cache miss)", walk="/v1/items/", headers=tenant),
+                Route("POST /v1/items", "/v1/items", method="POST",
+                      body='{"data": {"n": 1}}', headers=tenant),
+            ]  # fmt: skip
+            baseline_route = Route("baseline GET /items/{id}", walk="/items/")
+            print("baseline: saturation…", flush=True)
+            baseline_saturated = loader.saturate(baseline_url, baseline_route, 5e3)
+            rate = max(100.0, round(baseline_saturated["throughput"] / 2, -1))
+            print(f"offered rate for the open-loop runs: {rate:.0f}/s", flush=True)
+            results: dict[str, dict[str, Any]] = {
+                "baseline": {
+                    baseline_route.label: {
+                        "saturation": baseline_saturated,
+                        "open_loop": loader.offer(baseline_url, baseline_route, rate),
+                    }
+                }
+            }  # fmt: skip
+            for core in mode.cores:
+                url = ready["url"]
+                if core != "native":
+                    port = free_port()
+                    service = _start(
+                        [sys.executable, "-m", "tenantgate", "serve", "--port", str(port),
+                         "--workers", str(options.workers)],
+                        {**os.environ, **ready["service_env"], "TENANTGATE_CORE": core},
+                        folder / f"serve-{core}.log",
+                    )  # fmt: skip
+                    processes.append(service)
+                    url = f"http://127.0.0.1:{port}"
+                    wait_until_up(url)
+                results[core] = {}
+                for route in routes:
+                    print(f"{core}: {route.label}…", flush=True)
+                    saturated = loader.saturate(url, route, 5e3)
+                    results[core][route.label] = {
+                        "saturation": saturated,
+                        "open_loop": loader.offer(url, route, rate),
+                    }
         finally:
-            dev.send_signal(signal.SIGINT)
-            dev.wait(timeout=60)
-    floor = next(iter(results.values()))
-    behind = ", through PgBouncer (transaction pooling)" if through_pgbouncer else ""
-    print(f"wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_SECONDS}s, one granian worker{behind}:\n")
-    print("| route | requests/s | vs /healthz |")
-    print("| --- | ---: | ---: |")
-    for route, rate in results.items():
-        print(f"| `{route}` | {rate:,.0f} | {rate / floor:.2f} |")
+            for process in reversed(processes):
+                _stop(process)
+    document = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "mode": "quick" if options.quick else "full",
+        "workers": options.workers,
+        "connections": CONNECTIONS,
+        "seconds": mode.seconds,
+        "offered_rate": rate,
+        "results": results,
+        "ratios": ratios(results),
+    }
+    options.json.write_text(json.dumps(document, indent=2) + "\n")
+    print_table(document)
+    chart(document, options.chart)
     return 0
+
+
+def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The figures the issue sets targets for, per core."""
+    base = results["baseline"]["baseline GET /items/{id}"]
+    out: dict[str, dict[str, float]] = {}
+    for core, routes in results.items():
+        if core == "baseline":
+            continue
+        health = routes["GET /healthz"]["saturation"]["throughput"]
+        me = routes["GET /v1/me"]["saturation"]["throughput"]
+        miss = routes["GET /v1/items/{id} (cache miss)"]
+        hit = routes["GET /v1/items/{id} (cache hit)"]
+        out[core] = {
+            "me_vs_healthz": me / health,
+            "miss_vs_baseline": miss["saturation"]["throughput"] / base["saturation"]["throughput"],
+            "miss_p99_vs_baseline_at_rate": miss["open_loop"]["p99_ms"]
+            / base["open_loop"]["p99_ms"],
+            "hit_vs_baseline": hit["saturation"]["throughput"] / base["saturation"]["throughput"],
+        }
+    return out
+
+
+def print_table(document: dict[str, Any]) -> None:
+    rate = document["offered_rate"]
+    print(
+        f"\nwrk -t1 -c{CONNECTIONS} -d{document['seconds']}s (saturation) and "
+        f"tenantgate-loadgen at {rate:.0f} req/s (open loop), {document['workers']} worker(s):\n"
+    )
+    print(f"| core | route | req/s | p50 | p99 | p50 @ {rate:.0f}/s | p99 @ {rate:.0f}/s "
+          f"| p99.9 @ {rate:.0f}/s |")  # fmt: skip
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for core, routes in document["results"].items():
+        for label, result in routes.items():
+            saturated, open_loop = result["saturation"], result["open_loop"]
+            print(
+                f"| {core} | `{label}` | {saturated['throughput']:,.0f} | "
+                f"{saturated['p50_ms']:.1f} ms | {saturated['p99_ms']:.1f} ms | "
+                f"{open_loop['p50_ms']:.2f} ms | {open_loop['p99_ms']:.2f} ms | "
+                f"{open_loop['p999_ms']:.2f} ms |"
+            )
+    print("\n| core | /v1/me ÷ /healthz | miss ÷ baseline | miss p99 ÷ baseline p99 "
+          "| hit ÷ baseline |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for core, figures in document["ratios"].items():
+        print(
+            f"| {core} | {figures['me_vs_healthz']:.2f} (≥ 0.85) | "
+            f"{figures['miss_vs_baseline']:.2f} (≥ 0.80) | "
+            f"{figures['miss_p99_vs_baseline_at_rate']:.2f} (≤ 1.25) | "
+            f"{figures['hit_vs_baseline']:.2f} (> 1) |"
+        )
+
+
+def chart(document: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib is not installed: no chart)")
+        return
+    labels: list[str] = []
+    throughput: list[float] = []
+    p99: list[float] = []
+    colours: list[str] = []
+    palette = {"baseline": "#888888", "native": "#1f77b4", "reference": "#ff7f0e"}
+    for core, routes in document["results"].items():
+        for label, result in routes.items():
+            labels.append(f"{label} [{core}]")
+            throughput.append(result["saturation"]["throughput"])
+            p99.append(result["open_loop"]["p99_ms"])
+            colours.append(palette.get(core, "#2ca02c"))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 0.45 * len(labels) + 1.5))
+    positions = range(len(labels))
+    left.barh(positions, throughput, color=colours)
+    left.set_yticks(list(positions), labels, fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("requests/s at saturation (wrk)")
+    right.barh(positions, p99, color=colours)
+    right.set_yticks(list(positions), [""] * len(labels))
+    right.invert_yaxis()
+    right.set_xscale("log")
+    right.set_xlabel(f"p99 ms at {document['offered_rate']:.0f} req/s offered (open loop)")
+    figure.suptitle(
+        f"tenantgate vs a single-tenant baseline — {document['machine']['cpus']} CPUs, "
+        f"{document['workers']} worker(s), {document['when']}"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    print(f"chart: {path}")
 
 
 if __name__ == "__main__":

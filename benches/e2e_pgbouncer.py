@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -22,9 +25,77 @@ from pathlib import Path
 
 import httpx
 
-from e2e import WALK_SCRIPT, _insert_items, free_port, wrk
-
 ROUNDS = 3
+DURATION_SECONDS = 10
+CONNECTIONS = 32
+THREADS = 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+MISS_ITEMS = 100_000
+
+WALK_SCRIPT = """
+local ids = {}
+for line in io.lines(os.getenv("TENANTGATE_BENCH_IDS")) do ids[#ids + 1] = line end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/v1/items/" .. ids[(n % #ids) + 1])
+end
+"""
+"""A wrk script: each request reads the next item of the list, so none is read twice."""
+
+
+def wrk(url: str, headers: dict[str, str], script: Path | None = None) -> float:
+    command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{DURATION_SECONDS}s", "--latency"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        raise SystemExit(f"{url}: {non_2xx[1]} failed responses\n{output}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if match is None:
+        raise SystemExit(output)
+    return float(match[1])
+
+
+def _insert_items(database_admin_url: str, tenant_id: str) -> list[str]:
+    """Put :data:`MISS_ITEMS` items straight into the tenant's table; their ids, shuffled."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    schema = f"t_{uuid.UUID(tenant_id).hex}"
+
+    async def insert() -> list[str]:
+        connection = await asyncpg.connect(database_admin_url)
+        try:
+            rows = await connection.fetch(
+                f"""
+                INSERT INTO "{schema}".items (id, data)
+                SELECT gen_random_uuid(), jsonb_build_object('n', n)
+                  FROM generate_series(1, $1) AS n
+                RETURNING id
+                """,
+                MISS_ITEMS,
+            )
+        finally:
+            await connection.close()
+        return [str(row["id"]) for row in rows]
+
+    ids = asyncio.run(insert())
+    random.shuffle(ids)
+    return ids
 
 
 def _start(data_dir: Path, *, pgbouncer: bool) -> tuple[subprocess.Popen[str], dict[str, str]]:

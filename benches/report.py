@@ -28,7 +28,10 @@ ORDER = [
     "limit.acquire.shared.2proc",
     "auth+limit",
     "auth+limit.shared",
+    "auth+limit.brake.hit",
+    "auth+limit.brake.guess",
     "auth+limit.two_calls",
+    "limit.cluster_lease.spend",
 ]
 
 

@@ -222,6 +222,103 @@ def test_auth_and_limit(benchmark, impl, keys, store):
         assert len(limiter) == OPS
 
 
+class Brake:
+    """The guessing brake as :class:`tenantgate.identity.brake.GuessingBrake` checks it, over
+    either implementation's limiter: an address is braked when its bucket of failures is
+    empty (a zero-cost acquire reads it)."""
+
+    __slots__ = ("_limiter", "_quota")
+
+    def __init__(self, impl: ModuleType) -> None:
+        self._limiter = impl.Limiter(capacity=100_000)
+        # GuessingBrake's burst; a refill slow enough that the address stays braked over
+        # every round (the check costs the same at any rate).
+        self._quota = impl.Quota(1e-3, 20)
+
+    def holds(self, address: str) -> bool:
+        return bool(self._limiter.try_acquire(address, self._quota, 0).remaining < 1)
+
+    def failed(self, address: str) -> None:
+        self._limiter.try_acquire(address, self._quota)
+
+
+def guarded_path(
+    fused: Any, miss: type, host: bytes, limiter: Any, brake: Brake, headers: list[bytes]
+) -> Any:
+    """The middleware's front door: one fused call; on a miss, the brake is asked (for a key
+    not known to be good) before any lookup would be made."""
+    known_good: dict[bytes, float] = {}
+    answer = None
+    for header in headers:
+        answer = fused(header, host, limiter)
+        if type(answer) is miss:
+            if answer.digest not in known_good and brake.holds("203.0.113.9"):
+                answer = None  # the one 403, no lookup
+            else:
+                raise AssertionError("the guesser's address is braked")
+    return answer
+
+
+@IMPLS
+@pytest.mark.parametrize("traffic", ["hit", "guess"])
+def test_auth_and_limit_with_brake(benchmark, impl, keys, traffic):
+    """``auth+limit`` as the middleware runs it, the brake included: ``hit`` — every key
+    cached and valid (the brake is one type check away, never consulted); ``guess`` — every
+    key unknown (a valid checksum, not cached) from an address already braked: the fused
+    call's miss, then the brake's refusal, with no lookup."""
+    benchmark.group = f"auth+limit.brake.{traffic}"
+    quota = impl.Quota(1e9, 1_000_000_000)
+    verifier = impl.Verifier(PEPPER, ttl_seconds=3600.0)
+    for i, key in enumerate(keys):
+        verifier.insert(
+            verifier.hash(key),
+            tenant_id=f"tenant-{i}",
+            key_id=f"key-{i}",
+            expires_at=None,
+            usable=True,
+            payload=i,
+            quota=quota,
+        )
+    limiter = impl.Limiter()
+    brake = Brake(impl)
+    for _ in range(20):
+        brake.failed("203.0.113.9")
+    assert brake.holds("203.0.113.9")
+    sent = keys if traffic == "hit" else [native.generate_key() for _ in range(OPS)]
+    headers = [f"Bearer {k}".encode() for k in sent]
+    args = (verifier.verify_and_acquire, impl.Miss, HOST.encode(), limiter, brake, headers)
+    answer = run(benchmark, impl, lambda: guarded_path(*args))
+    if traffic == "hit":
+        assert type(answer) is impl.Decision
+        assert answer.allowed
+        assert answer.payload == OPS - 1
+    else:
+        assert answer is None
+        assert len(verifier) == OPS, "no guess was looked up or cached"
+
+
+@pytest.mark.benchmark(group="limit.cluster_lease.spend")
+def test_cluster_lease_spend(benchmark):
+    """The cluster tier's local path: a request spends one token its instance already
+    leased (``ClusterBudget.spend_held``, which the middleware calls before any ``await``;
+    no Redis round trip). There is no pure-Python twin: it is Python."""
+    import uuid
+
+    from tenantgate import cluster_limits
+
+    budget = cluster_limits.ClusterBudget()
+    quota = native.Quota(1e9, 1_000_000_000)
+    tenants = [str(uuid.uuid4()) for _ in range(OPS)]
+    for tenant in tenants:
+        # A lease as a refill leaves it, large enough for every round (seeded here: the
+        # round trip that fills it is measured by benches/cluster_leases.py).
+        lease = budget._replace(tenant, quota.rate_per_second, quota.burst)
+        lease.tokens, lease.expires = 1 << 62, float("inf")
+    spend = budget.spend_held
+    assert run(benchmark, native, lambda: all(map(spend, tenants, repeat(quota))))
+    assert budget.round_trips == 0, "the local path never leaves the process"
+
+
 def shared_limiter(impl: ModuleType, memory: Any, lock: Any) -> Any:
     """A limiter over shared ``memory``: the native table, or the pure-Python reference."""
     if impl is native:

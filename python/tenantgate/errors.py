@@ -8,6 +8,7 @@ problem+json responses.
     ├── SettingsError                        a missing or malformed TENANTGATE_* setting
     ├── EmbeddedServerError                  an embedded server failed to start or answer
     ├── ServiceUnavailableError              a backing service (PostgreSQL, Redis, S3) is down
+    │   └── HsmUnavailableError              the PKCS#11 token (library, session, token) failed
     ├── KeyScopeError                        the caller's key lacks the scope this needs
     ├── TenantGoneError                      the caller's tenant was deleted a moment ago
     ├── NotFoundError                        no such resource, or it belongs to another tenant
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 __all__ = [
     "ConflictError",
     "EmbeddedServerError",
+    "HsmUnavailableError",
     "InvalidInputError",
     "KeyFormatError",
     "KeyScopeError",
@@ -68,6 +70,19 @@ class ServiceUnavailableError(TenantgateError):
         super().__init__(f"{service} is unavailable")
         self.service = service
         self.retry_after = retry_after
+
+
+class HsmUnavailableError(ServiceUnavailableError):
+    """The HSM could not compute a digest: its library failed, its session broke, or its token
+    is gone. Creating an HSM key answers 503; verifying one is the uniform 403 (identification
+    never says why), counted in ``tenantgate_hsm_unavailable``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("hsm")
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"hsm is unavailable: {self.reason}"
 
 
 class NotFoundError(TenantgateError):

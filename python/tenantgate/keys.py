@@ -1,6 +1,7 @@
 """API keys: format, hashing and the per-request verifier cache.
 
-Everything here is the native core itself (:mod:`tenantgate._native`), re-exported with no
+Everything here is the core itself (:mod:`tenantgate._native`, or its twin: see
+:mod:`tenantgate.core`), re-exported with no
 wrapper in between, so a call costs one native call.
 
 A key is ``tg_<env>_`` (``env`` is ``live`` or ``test``), 30 random base62 characters (30 to 64
@@ -20,16 +21,16 @@ before any lookup. Keys are stored only as HMAC-SHA-256 digests under a server-s
 
 from __future__ import annotations
 
-from tenantgate._native import (
-    KeyHasher,
-    Miss,
-    ParsedKey,
-    Verifier,
-    constant_time_eq,
-    generate_key,
-    key_checksum,
-    parse_key,
-)
+from tenantgate.core import implementation as _core
+
+KeyHasher = _core.KeyHasher
+Miss = _core.Miss
+ParsedKey = _core.ParsedKey
+Verifier = _core.Verifier
+constant_time_eq = _core.constant_time_eq
+generate_key = _core.generate_key
+key_checksum = _core.key_checksum
+parse_key = _core.parse_key
 
 __all__ = [
     "KeyHasher",

@@ -1,6 +1,7 @@
 """Rate limits: GCRA token buckets keyed by any string, with shared, updatable quotas.
 
-Everything here is the native core itself (:mod:`tenantgate._native`), re-exported with no
+Everything here is the core itself (:mod:`tenantgate._native`, or its twin: see
+:mod:`tenantgate.core`), re-exported with no
 wrapper in between.
 
 - :class:`Quota` — ``rate_per_second`` and ``burst``; one object is shared by every bucket
@@ -20,6 +21,10 @@ wrapper in between.
 
 from __future__ import annotations
 
-from tenantgate._native import Decision, Limiter, Quota
+from tenantgate.core import implementation as _core
+
+Decision = _core.Decision
+Limiter = _core.Limiter
+Quota = _core.Quota
 
 __all__ = ["Decision", "Limiter", "Quota"]

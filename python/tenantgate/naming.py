@@ -18,6 +18,11 @@ character). Every tenant's keys match :data:`REDIS_TENANTS_PATTERN`. Below the n
 ``c:`` holds the keys of the cache API (:meth:`TenantNames.cache_key`: whatever bytes the
 client chose follow it, so no client key can reach outside ``t:{<id>}:c:``) and ``i:`` the
 cached items (:meth:`TenantNames.item_key`, :meth:`TenantNames.item_version_key`).
+
+The cluster rate-limit tier keeps each tenant's bucket at ``tg:rl:{<tenant id>}``
+(:func:`ratelimit_key`): outside the tenant's own pattern, so a tenant's ACL user can neither
+read nor reset its budget, yet in the same Cluster slot (the same hash tag). Every such key
+matches :data:`RATELIMIT_KEYS_PATTERN`.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from uuid import UUID
 __all__ = [
     "ANNOUNCEMENTS_CHANNEL",
     "BUCKET_PREFIX_PATTERN",
+    "RATELIMIT_KEYS_PATTERN",
     "REDIS_TENANTS_PATTERN",
     "BucketNames",
     "TenantNames",
     "quote_ident",
+    "ratelimit_key",
 ]
 
 ANNOUNCEMENTS_CHANNEL: Final = "tenantgate:identity"
@@ -42,6 +49,14 @@ pattern ``t:{<id>}:*`` matches it)."""
 
 REDIS_TENANTS_PATTERN: Final = "t:*"
 """The Redis glob pattern that matches every tenant's keys (and no key of the service's)."""
+
+RATELIMIT_KEYS_PATTERN: Final = "tg:rl:*"
+"""The Redis glob pattern of the cluster tier's buckets (no tenant's pattern matches it)."""
+
+
+def ratelimit_key(bucket: str) -> str:
+    """The Redis key of the cluster tier's bucket ``bucket`` (a tenant id)."""
+    return f"tg:rl:{{{bucket}}}"
 
 
 def quote_ident(name: str) -> str:
@@ -132,6 +147,12 @@ class BucketNames:
     def shared(self) -> str:
         """The bucket every standard tenant shares, each under its own prefix."""
         return f"{self.prefix}-shared"
+
+    @property
+    def audit(self) -> str:
+        """The bucket of sealed audit digests, under S3 Object Lock (never a tenant's: a
+        tenant's bucket ends in 32 hex digits)."""
+        return f"{self.prefix}-audit"
 
     def tenant(self, tenant_id: UUID) -> str:
         """An enterprise tenant's own bucket. Never reused: tenant ids are never reused."""

@@ -24,6 +24,8 @@ variable                            required  meaning
 ``TENANTGATE_PKCS11_PIN``           no        or not at all
 ``TENANTGATE_MAX_BODY_BYTES``       no        default 1 MiB
 ``TENANTGATE_MAX_FILE_BYTES``       no        default 100 MiB
+``TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS`` no (900) seconds between audit seals; 0: none
+``TENANTGATE_AUDIT_RETENTION_DAYS`` no (365)  days each seal is kept in compliance mode
 =================================== ========= ==============================================
 
 Also ``TENANTGATE_DATABASE_ACQUIRE_TIMEOUT`` (default 2) and
@@ -34,6 +36,10 @@ pooled connection, or a command's answer) may take before the cache is treated a
 ``TENANTGATE_REDIS_POOL_SIZE`` (default 32): the most Redis connections one process opens;
 ``TENANTGATE_REDIS_CLUSTER`` (default false): the Redis URL names a node of a Redis Cluster;
 ``TENANTGATE_TRUSTED_PROXIES`` (default none): CIDRs whose ``X-Forwarded-For`` is believed;
+``TENANTGATE_RATELIMIT_SCOPE`` (default ``host``): ``cluster`` for one budget per tenant across
+the instances sharing the Redis (:mod:`tenantgate.cluster_limits`), and
+``TENANTGATE_RATELIMIT_REDIS_TIMEOUT`` (default 0.1): seconds one lease round trip may take
+there before the host tier decides alone;
 ``TENANTGATE_DATABASE_PGBOUNCER`` (default false): the database URL goes through PgBouncer in
 transaction pooling mode, and then ``TENANTGATE_DATABASE_DIRECT_URL`` (required with it): the
 same login bypassing PgBouncer, for provisioning leases and migrations.
@@ -47,16 +53,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from tenantgate.errors import SettingsError
 from tenantgate.naming import BUCKET_PREFIX_PATTERN
 
 __all__ = [
+    "AuditSettings",
     "DatabaseSettings",
     "HsmSettings",
     "LimitsSettings",
+    "RateLimitScope",
     "RedisIsolation",
     "RedisSettings",
     "S3Settings",
@@ -66,6 +74,8 @@ __all__ = [
 ]
 
 RedisIsolation = Literal["namespace", "database", "auto"]
+RateLimitScope = Literal["host", "cluster"]
+_Choice = TypeVar("_Choice", bound=str)
 
 _ENV_PREFIX = "TENANTGATE_"
 _MIN_PEPPER_BYTES = 16
@@ -74,6 +84,8 @@ _ADMIN_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")
 _HEX_PATTERN = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _MIB = 1024 * 1024
 _MAX_TIMEOUT_SECONDS = 3600.0
+_MAX_SEAL_INTERVAL = 7 * 24 * 3600
+_MAX_RETENTION_DAYS = 36_500
 
 
 def redact_url(url: str) -> str:
@@ -260,6 +272,35 @@ class LimitsSettings:
     Set by ``tenantgate serve`` for its workers, not by hand; unset, a process keeps its
     buckets to itself."""
 
+    ratelimit_scope: RateLimitScope = "host"
+    """``TENANTGATE_RATELIMIT_SCOPE``: ``host`` (one budget per tenant per host, in shared
+    memory, no I/O per request) or ``cluster`` (one budget per tenant across every instance
+    sharing the Redis: tokens leased from Redis in batches, the host tier as the fallback when
+    Redis is unavailable; see :mod:`tenantgate.cluster_limits`)."""
+
+    ratelimit_redis_timeout_seconds: float = 0.1
+    """``TENANTGATE_RATELIMIT_REDIS_TIMEOUT``: in the ``cluster`` scope, how long one lease
+    round trip to Redis may take (connecting, waiting for a pooled connection, the answer)
+    before Redis counts as down and the host tier decides alone. Short, because a request
+    with no leased token waits for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """Sealing the audit chains' heads into the locked audit bucket."""
+
+    seal_interval_seconds: int = 900
+    """``TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS``: how often one instance (whichever takes
+    PostgreSQL's advisory lock) seals the chain heads (default 900: every 15 minutes); 0
+    turns periodic sealing off (``tenantgate audit seal`` and ``POST /admin/v1/audit/seal``
+    still seal on demand). A record written after the last seal can be rewritten unnoticed
+    by someone holding the database's superuser: this is how long that window stays open."""
+
+    retention_days: int = 365
+    """``TENANTGATE_AUDIT_RETENTION_DAYS``: how long each seal is kept under S3 Object Lock
+    in compliance mode (default 365; 1 to 36,500). Nobody — the bucket's owner included —
+    can delete or shorten it before then: choose it with care."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -283,6 +324,9 @@ class Settings:
     hsm: HsmSettings | None = None
     """The PKCS#11 token, or ``None`` when no HSM is configured."""
 
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """Sealing the audit log."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """Read every setting from ``environ``.
@@ -305,8 +349,22 @@ class Settings:
                 max_file_bytes=env.positive_int("MAX_FILE_BYTES", default=100 * _MIB),
                 ratelimit_slots=env.positive_int("RATELIMIT_SLOTS", default=65_536),
                 shared_memory=env.optional("RATELIMIT_SHM"),
+                ratelimit_scope=env.choice(
+                    "RATELIMIT_SCOPE", get_args(RateLimitScope), default="host"
+                ),
+                ratelimit_redis_timeout_seconds=env.positive_seconds(
+                    "RATELIMIT_REDIS_TIMEOUT", default=0.1
+                ),
             ),
             hsm=_hsm_settings(env),
+            audit=AuditSettings(
+                seal_interval_seconds=env.bounded_int(
+                    "AUDIT_SEAL_INTERVAL_SECONDS", default=900, low=0, high=_MAX_SEAL_INTERVAL
+                ),
+                retention_days=env.bounded_int(
+                    "AUDIT_RETENTION_DAYS", default=365, low=1, high=_MAX_RETENTION_DAYS
+                ),
+            ),
         )
 
 
@@ -352,6 +410,18 @@ class _Environment:
             raise self.malformed(name, "must be at least 1")
         return number
 
+    def bounded_int(self, name: str, *, default: int, low: int, high: int) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.malformed(name, "must be a whole number") from None
+        if not low <= number <= high:
+            raise self.malformed(name, f"must be from {low} to {high:,}")
+        return number
+
     def positive_seconds(self, name: str, *, default: float) -> float:
         value = self.optional(name)
         if value is None:
@@ -364,9 +434,7 @@ class _Environment:
             raise self.malformed(name, f"must be above 0 and at most {_MAX_TIMEOUT_SECONDS:.0f}")
         return seconds
 
-    def choice(
-        self, name: str, choices: tuple[RedisIsolation, ...], *, default: RedisIsolation
-    ) -> RedisIsolation:
+    def choice(self, name: str, choices: tuple[_Choice, ...], *, default: _Choice) -> _Choice:
         value = self.optional(name)
         if value is None:
             return default

@@ -26,9 +26,11 @@ from tenantgate.identity import (
     TenantIdentity,
 )
 from tenantgate.identity.domains import Domains
+from tenantgate.identity.hsm_keys import bearer_key
 from tenantgate.identity.key_cache import KeyCache
 from tenantgate.identity.plans import Plans
-from tenantgate.keys import Verifier, generate_key
+from tenantgate.identity.source import HsmCandidate
+from tenantgate.keys import Miss, Verifier, generate_key
 from tenantgate.limits import Limiter
 
 pytestmark = pytest.mark.anyio
@@ -77,6 +79,9 @@ class FakeSource:
     async def find_key(self, digest: bytes) -> KeyRecord | None:
         self.lookups += 1
         return self.keys.get(digest)
+
+    async def find_hsm_candidates(self, display_prefix: str) -> Sequence[HsmCandidate]:
+        return []  # no HSM keys here
 
     async def mark_used(self, key_ids: Sequence[uuid.UUID]) -> None:
         self.used.extend(key_ids)
@@ -365,3 +370,26 @@ async def test_only_usable_keys_are_recorded_as_used_and_only_once_per_lookup() 
 
     assert keys.take_used() == [usable.key_id]
     assert keys.take_used() == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        b"Bearer %s",
+        b"bearer %s",
+        b"BEARER\t%s",
+        b"Bearer  \t %s \t\r\n",
+        b"Bearer%s",
+        b"Basic %s",
+        b"Bearer %s extra",
+        b" Bearer %s",
+        b"Bearer \xff%s",
+    ],
+)
+def test_the_hsm_path_reads_the_key_as_the_native_parser_does(template: bytes) -> None:
+    # An HSM key is found by the key itself, re-read from the header in Python on a miss:
+    # that must be the key the native call hashed, exactly when it hashed one.
+    key = generate_key()
+    header = template % key.encode()
+    native_hashed_it = type(Verifier(PEPPER).verify(header, None)) is Miss
+    assert (bearer_key(header) == key) is native_hashed_it

@@ -141,3 +141,35 @@ def test_an_acl_user_made_on_one_node_exists_there_only(
         assert sorted(present) == [False, False, True]
     finally:
         admin.acl_deluser(user, target_nodes=RedisCluster.ALL_NODES)
+
+
+def test_the_rate_limit_lease_script_runs_on_the_cluster_as_the_service_user(
+    redis_cluster: EmbeddedRedisCluster,
+) -> None:
+    """The cluster tier's bucket ``tg:rl:{<tenant id>}`` is routed by its hash tag, to the
+    tenant's own slot, and the service user may run the script there."""
+    import asyncio
+
+    import redis.asyncio
+
+    from tenantgate.cache.leases import take_tokens
+
+    tenant = str(uuid.uuid4())
+
+    async def lease() -> list[int]:
+        client = redis.asyncio.RedisCluster.from_url(redis_cluster.service_url)
+        try:
+            grants = [
+                await take_tokens(client, tenant, rate_per_second=1.0, burst=5, want=3)
+                for _ in range(3)
+            ]
+            return [grant.tokens for grant in grants]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(lease()) == [3, 2, 0]
+    admin = redis_cluster.client()
+    try:
+        assert admin.keyslot(f"tg:rl:{{{tenant}}}") == admin.keyslot(f"t:{{{tenant}}}:c:x")
+    finally:
+        admin.close()

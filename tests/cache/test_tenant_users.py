@@ -423,7 +423,11 @@ def test_the_service_connects_as_its_own_user_and_is_ready(
         ("CONFIG", "SET", "maxmemory", "1"),
         ("ACL", "LIST"),
         ("ACL", "SAVE"),
-        ("EVAL", "return 1", "0"),
+        # EVAL is the rate-limit lease script's, for keys under tg:rl:* only.
+        ("EVAL", "return 1", "1", "anything"),
+        ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"),
+        ("SCRIPT", "FLUSH"),
+        ("HSET", "anything", "f", "v"),
         ("DEBUG", "SLEEP", "0"),
         ("INFO",),
         ("CLIENT", "LIST"),
@@ -438,3 +442,14 @@ def test_the_service_user_is_refused_what_it_does_not_need(
 ) -> None:
     with pytest.raises(NoPermissionError):
         as_service.execute_command(*command)
+
+
+def test_a_script_of_the_service_user_may_call_only_the_lease_scripts_commands(
+    as_service: redis.Redis,
+) -> None:
+    """Redis checks what a script calls against its caller's rules: on its own bucket key
+    the service user's script may not read a string or delete it with ``DEL``."""
+    assert as_service.eval("return redis.call('HSET', KEYS[1], 'f', '1')", 1, "tg:rl:{x}") == 1
+    for call in ("GET", "DEL"):
+        with pytest.raises(redis.ResponseError, match="can't run this command"):
+            as_service.eval(f"return redis.call('{call}', KEYS[1])", 1, "tg:rl:{x}")

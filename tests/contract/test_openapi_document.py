@@ -218,7 +218,12 @@ def test_a_number_without_a_fraction_is_an_integer(service, admin_headers):
         headers=admin_headers,
     )
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"name": "contract-plan", "rate_per_second": 5, "burst": 7}
+    assert answer.json() == {
+        "name": "contract-plan",
+        "rate_per_second": 5,
+        "burst": 7,
+        "max_key_age_days": None,
+    }
 
 
 @pytest.mark.servers

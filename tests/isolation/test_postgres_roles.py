@@ -112,3 +112,67 @@ async def test_no_shared_table_is_named_like_a_tenant_table(service_settings, tw
         await connection.close()
     assert "items" in tenant_tables
     assert not tenant_tables & search_path_tables
+
+
+_READ = "SELECT id FROM public.tenantgate_read_item($1, $2, $3)"
+
+
+async def _item_ids(connection, names):
+    async with connection.transaction():
+        await connection.execute(names.scope_sql)
+        return [row["id"] for row in await connection.fetch("SELECT id FROM items")]
+
+
+async def test_the_one_round_trip_read_reads_only_the_tenant_it_enters(
+    service_settings, two_tenants
+):
+    """The hot read's function enters the tenant's role itself: with A's role and schema it
+    finds A's item, and B's item is not there for it — nor for A's role in B's schema."""
+    a, b = two_tenants
+    connection = await asyncpg.connect(service_settings.database.url)
+    try:
+        [a_item], [b_item] = await _item_ids(connection, a), await _item_ids(connection, b)
+        assert await connection.fetchval(_READ, a.role, a.schema, a_item) == a_item
+        assert await connection.fetchval(_READ, a.role, a.schema, b_item) is None
+        # B's schema is not even visible to A's role: its `items` does not resolve.
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await connection.fetchval(_READ, a.role, b.schema, b_item)
+    finally:
+        await connection.close()
+
+
+async def test_the_one_round_trip_read_leaves_the_session_as_it_found_it(
+    service_settings, two_tenants
+):
+    a, _ = two_tenants
+    connection = await asyncpg.connect(service_settings.database.url)
+    try:
+        [a_item] = await _item_ids(connection, a)
+        login = await connection.fetchval("SELECT current_user")
+        path = await connection.fetchval("SELECT current_setting('search_path')")
+        async with connection.transaction():
+            assert await connection.fetchval(_READ, a.role, a.schema, a_item) == a_item
+            assert await connection.fetchval("SELECT current_user") == login
+            assert await connection.fetchval("SELECT current_setting('search_path')") == path
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await connection.fetch(f"SELECT * FROM {quote_ident(a.schema)}.items")
+    finally:
+        await connection.close()
+
+
+async def test_the_one_round_trip_read_refuses_roles_the_service_may_not_become(
+    service_settings, two_tenants
+):
+    a, _ = two_tenants
+    connection = await asyncpg.connect(service_settings.database.url)
+    try:
+        for role in ("postgres", "pg_read_all_data"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await connection.fetchval(_READ, role, a.schema, a.tenant_id)
+        others = await connection.fetchval(
+            "SELECT has_function_privilege('public', "
+            "'public.tenantgate_read_item(text, text, uuid)', 'EXECUTE')"
+        )
+        assert others is False
+    finally:
+        await connection.close()

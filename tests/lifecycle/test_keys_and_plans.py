@@ -26,7 +26,7 @@ KEY_FIELDS = {
     "last_used_at",
 }
 NEW_KEY_FIELDS = KEY_FIELDS | {"key"}
-PLAN_FIELDS = {"name", "rate_per_second", "burst"}
+PLAN_FIELDS = {"name", "rate_per_second", "burst", "max_key_age_days"}
 PROBLEM = "application/problem+json"
 
 
@@ -413,9 +413,24 @@ def test_the_built_in_plans_are_listed_with_their_numbers(service, admin_headers
     plans = {plan["name"]: plan for plan in answer.json()["plans"]}
     for plan in plans.values():
         assert set(plan) == PLAN_FIELDS
-    assert plans["free"] == {"name": "free", "rate_per_second": 10, "burst": 20}
-    assert plans["pro"] == {"name": "pro", "rate_per_second": 100, "burst": 200}
-    assert plans["enterprise"] == {"name": "enterprise", "rate_per_second": 1000, "burst": 2000}
+    assert plans["free"] == {
+        "name": "free",
+        "rate_per_second": 10,
+        "burst": 20,
+        "max_key_age_days": None,
+    }
+    assert plans["pro"] == {
+        "name": "pro",
+        "rate_per_second": 100,
+        "burst": 200,
+        "max_key_age_days": None,
+    }
+    assert plans["enterprise"] == {
+        "name": "enterprise",
+        "rate_per_second": 1000,
+        "burst": 2000,
+        "max_key_age_days": None,
+    }
 
 
 def test_put_plan_creates_then_updates(service, admin_headers, make_tenant):
@@ -424,11 +439,21 @@ def test_put_plan_creates_then_updates(service, admin_headers, make_tenant):
 
     created = service.put(path, json={"rate_per_second": 2.5, "burst": 5}, headers=admin_headers)
     assert created.status_code == 200, created.text
-    assert created.json() == {"name": name, "rate_per_second": 2.5, "burst": 5}
+    assert created.json() == {
+        "name": name,
+        "rate_per_second": 2.5,
+        "burst": 5,
+        "max_key_age_days": None,
+    }
 
     updated = service.put(path, json={"rate_per_second": 50, "burst": 75}, headers=admin_headers)
     assert updated.status_code == 200
-    assert updated.json() == {"name": name, "rate_per_second": 50, "burst": 75}
+    assert updated.json() == {
+        "name": name,
+        "rate_per_second": 50,
+        "burst": 75,
+        "max_key_age_days": None,
+    }
 
     listed = service.get("/admin/v1/plans", headers=admin_headers).json()["plans"]
     assert [plan for plan in listed if plan["name"] == name] == [updated.json()]

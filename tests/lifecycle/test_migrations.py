@@ -209,7 +209,8 @@ def test_the_migrate_command_migrates_and_prints_a_summary(
     result = run_tenantgate("migrate", "--concurrency", "3", environ=service_environment)
 
     assert result.returncode == 0, result.stderr
-    summary = [line for line in result.stderr.splitlines() if "tenant schemas" in line]
+    # Progress lines ("1/2 tenant schemas (…)") come first, then the one summary line.
+    summary = [line for line in result.stderr.splitlines() if line.endswith(" tenant schemas")]
     assert len(summary) == 1
     assert " failed 0 of " in summary[0]
     assert "migrated 0, up to date " in summary[0]  # the service migrates tenants on creation

@@ -34,6 +34,7 @@ READY_FIELDS = {
     "redis_url",
     "s3_endpoint_url",
     "service_env",
+    "hsm",
 }
 
 
@@ -270,6 +271,29 @@ def test_the_ready_line_has_the_documented_keys_and_the_demo_key(demo_dev: DevRu
     answer = _me(ready["url"], ready["demo_api_key"])
     assert answer.status_code == 200, answer.text
     assert answer.json()["name"] == "demo"
+
+
+@pytest.mark.servers
+@pytest.mark.hsm
+def test_dev_configures_its_softhsm_token_for_hsm_keys(demo_dev: DevRun) -> None:
+    ready = demo_dev.ready
+    service_env = ready["service_env"]
+    assert ready["hsm"] == {
+        "library": service_env["TENANTGATE_PKCS11_LIB"],
+        "token_label": service_env["TENANTGATE_PKCS11_TOKEN_LABEL"],
+    }
+    admin = {"Authorization": f"Bearer {ready['admin_token']}"}
+    with httpx.Client(base_url=ready["url"], headers=admin, timeout=10) as client:
+        created = client.post("/admin/v1/tenants", json={"name": "hsm", "tier": "enterprise"})
+        assert created.status_code == 201, created.text
+        tenant_id = created.json()["tenant"]["id"]
+        issued = client.post(f"/admin/v1/tenants/{tenant_id}/keys", json={"hsm": True})
+        assert issued.status_code == 201, issued.text
+        assert issued.json()["hsm"] is True
+        # Both workers (each with its own session on the token) verify it.
+        for _ in range(20):
+            assert _me(ready["url"], issued.json()["key"]).status_code == 200
+        client.delete(f"/admin/v1/tenants/{tenant_id}")
 
 
 @pytest.mark.servers

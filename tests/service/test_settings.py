@@ -119,6 +119,10 @@ def test_blank_counts_as_missing() -> None:
         ("MAX_FILE_BYTES", "-5"),
         ("DATABASE_POOL_SIZE", "many"),
         ("PKCS11_LIB", "/nonexistent/libsofthsm2.so"),
+        ("AUDIT_SEAL_INTERVAL_SECONDS", "-1"),
+        ("AUDIT_SEAL_INTERVAL_SECONDS", "15m"),
+        ("AUDIT_RETENTION_DAYS", "0"),
+        ("AUDIT_RETENTION_DAYS", "36501"),
     ],
 )
 def test_malformed_setting_is_named(variable: str, value: str) -> None:
@@ -189,6 +193,13 @@ def test_redis_timeouts_pool_and_cluster_are_read_and_checked() -> None:
     for name, value in (("REDIS_TIMEOUT", "0"), ("REDIS_POOL_SIZE", "x"), ("REDIS_CLUSTER", "2")):
         with pytest.raises(SettingsError, match=f"TENANTGATE_{name}"):
             settings_with(**{name: value})
+
+
+def test_audit_sealing_defaults_and_zero_turns_periodic_sealing_off() -> None:
+    defaults = settings_with().audit
+    assert (defaults.seal_interval_seconds, defaults.retention_days) == (900, 365)
+    chosen = settings_with(AUDIT_SEAL_INTERVAL_SECONDS="0", AUDIT_RETENTION_DAYS="2555").audit
+    assert (chosen.seal_interval_seconds, chosen.retention_days) == (0, 2555)
 
 
 def test_behind_pgbouncer_sessions_take_the_direct_url_which_is_required() -> None:

@@ -278,12 +278,16 @@ def test_s3_put_identity_refuses_a_prefix_grant_without_wildcard(
 def test_hsm_hmac_key_is_usable_but_not_readable(hsm_info: HsmInfo) -> None:
     pkcs11 = pytest.importorskip("pkcs11")
     from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
-    from pkcs11.exceptions import AttributeSensitive
+    from pkcs11.exceptions import AttributeSensitive, UserAlreadyLoggedIn
 
     assert os.environ["SOFTHSM2_CONF"] == str(hsm_info.conf_path)
     lib = pkcs11.lib(hsm_info.library_path)
     token = lib.get_token(token_label=hsm_info.token_label)
-    with token.open(user_pin=hsm_info.pin, rw=True) as session:
+    try:
+        session = token.open(user_pin=hsm_info.pin, rw=True)
+    except UserAlreadyLoggedIn:  # the service's HSM session (earlier tests) holds the login
+        session = token.open(rw=True)
+    with session:
         key = session.generate_key(
             KeyType.GENERIC_SECRET,
             256,
@@ -298,8 +302,26 @@ def test_hsm_hmac_key_is_usable_but_not_readable(hsm_info: HsmInfo) -> None:
         assert key.verify(b"tg_test_key", mac, mechanism=Mechanism.SHA256_HMAC)
         with pytest.raises(AttributeSensitive):
             key[Attribute.VALUE]
-    with pytest.raises(pkcs11.exceptions.PinIncorrect), token.open(user_pin="0000"):
-        pass
+    # A wrong PIN, checked by a process of its own: this one may hold the service's login
+    # (PKCS#11 logins are per process), and then no PIN is checked at all.
+    wrong_pin = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pkcs11\n"
+            "token = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2])\n"
+            "try:\n"
+            "    token.open(user_pin='0000')\n"
+            "except pkcs11.exceptions.PinIncorrect:\n"
+            "    sys.exit(3)\n",
+            hsm_info.library_path,
+            hsm_info.token_label,
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong_pin.returncode == 3, wrong_pin.stderr
 
 
 # -- credentials and life cycle -----------------------------------------------------------

@@ -112,3 +112,24 @@ def test_s3_down_is_503_on_file_routes_only_and_recovery_needs_no_restart(
     ]
     assert run_repair(environ=service_environment, stderr=io.StringIO()) == ExitCode.OK
     assert _left_of(service_environment, name) == []
+
+
+def test_credentials_s3_does_not_know_are_503_not_500(
+    service_environment: dict[str, str], admin_headers: dict[str, str]
+) -> None:
+    """The service's own S3 credentials wrong (an operator's mistake, or a rotated secret):
+    creating a tenant, which needs S3, is a 503 with Retry-After, never a 500, and what it
+    began is undone by a repair once the credentials are right again."""
+    from litestar.testing import TestClient
+
+    from tenantgate.app import create_app
+    from tenantgate.settings import Settings
+
+    wrong = {**service_environment, "TENANTGATE_S3_ACCESS_KEY_ID": "TGUNKNOWNKEY0000"}
+    name = f"wrong-s3-{uuid.uuid4().hex[:8]}"
+    with TestClient(create_app(Settings.from_env(wrong))) as client:
+        answer = client.post("/admin/v1/tenants", json={"name": name}, headers=admin_headers)
+    assert answer.status_code == 503, answer.text
+    assert "Retry-After" in answer.headers
+    assert run_repair(environ=service_environment, stderr=io.StringIO()) == ExitCode.OK
+    assert _left_of(service_environment, name) == []

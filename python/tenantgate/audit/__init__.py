@@ -6,7 +6,10 @@
   (serialised per chain, so a chain never forks), and reading records back.
 - :mod:`~tenantgate.audit.writer` — a bounded queue written in batches, off the request path.
 - :mod:`~tenantgate.audit.middleware` — which requests are recorded.
-- :mod:`~tenantgate.audit.verify` — recomputing every chain.
+- :mod:`~tenantgate.audit.verify` — recomputing every chain (and checking it against the seals).
+- :mod:`~tenantgate.audit.digest`, :mod:`~tenantgate.audit.seal`,
+  :mod:`~tenantgate.audit.seal_check` — the chains' heads sealed under S3 Object Lock, and
+  the log checked against them.
 
 The hashes are the Rust core's (:func:`tenantgate._native.audit_record_hash`).
 

@@ -15,8 +15,8 @@ from uuid import uuid4
 
 import msgspec
 
-from tenantgate._native import audit_record_hash
 from tenantgate.audit.records import AUDITED_STATE_KEY, canonical_fields, event_of
+from tenantgate.core import implementation as _core
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,7 +66,7 @@ async def append(connection: Connection, events: Sequence[AuditEvent]) -> None:
         for event in by_chain[chain]:
             seq += 1
             record_id = uuid4()
-            current = audit_record_hash(
+            current = _core.audit_record_hash(
                 previous,
                 canonical_fields(
                     record_id, chain, seq, event.at, event.tenant_id, event.key_id, event.actor,

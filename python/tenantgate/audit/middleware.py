@@ -19,7 +19,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 
 from tenantgate.audit.records import AUDITED_STATE_KEY, event_of
-from tenantgate.http.prefixes import under
+from tenantgate.http.prefixes import Prefixes
 from tenantgate.identity.middleware import REFUSAL_STATE_KEY
 
 if TYPE_CHECKING:
@@ -41,16 +41,16 @@ class AuditMiddleware(ASGIMiddleware):
         self, writer: AuditWriter, *, tenant_prefixes: Sequence[str], admin_prefixes: Sequence[str]
     ) -> None:
         self._writer = writer
-        self._tenant_prefixes = tuple(tenant_prefixes)
-        self._admin_prefixes = tuple(admin_prefixes)
+        self._tenant_prefixes = Prefixes(tenant_prefixes)
+        self._admin_prefixes = Prefixes(admin_prefixes)
 
     def __deepcopy__(self, memo: dict[int, object]) -> Self:
         return self  # shared: it holds the application's writer
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         path = scope["path"]
-        admin = under(path, self._admin_prefixes)
-        if not admin and not under(path, self._tenant_prefixes):
+        admin = self._admin_prefixes.match(path)
+        if not admin and not self._tenant_prefixes.match(path):
             await next_app(scope, receive, send)
             return
         status = 500

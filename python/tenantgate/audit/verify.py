@@ -4,8 +4,9 @@ Each chain is read in order (``seq``). A record is bad when a number is missing 
 record was deleted), when it does not hold the previous record's hash (records were reordered
 or one was replaced), or when its content does not hash to its ``hash`` (it was edited). The
 chains need no secret to recompute, so someone able to rewrite the table *and* every hash after
-an edit, or to remove a chain's last records, is not caught here: sealing the chain heads
-elsewhere is what catches that.
+an edit, or to remove a chain's last records, is not caught by the chains alone: given the
+:class:`~tenantgate.audit.seal.AuditSealer`, :func:`verify` then checks the log against the
+sealed chain heads too (:mod:`tenantgate.audit.seal_check`), which catches that.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from uuid import UUID
 
 import msgspec
 
-from tenantgate._native import audit_record_hash
 from tenantgate.audit.log import GENESIS, RECORD_COLUMNS
 from tenantgate.audit.records import canonical_fields
+from tenantgate.audit.seal_check import check_seals
+from tenantgate.core import implementation as _core
 
 if TYPE_CHECKING:
+    from tenantgate.audit.seal import AuditSealer
     from tenantgate.db.database import Database
 
 __all__ = ["VerifyReport", "verify"]
@@ -37,10 +40,23 @@ class VerifyReport:
     checked: int
     first_bad: UUID | None = None
     problem: str | None = None
+    seals_checked: int = 0
+    """How many sealed digests the log was checked against (0 without a sealer)."""
 
 
-async def verify(database: Database) -> VerifyReport:
-    """Recompute every chain (in one read-only transaction, a consistent snapshot)."""
+async def verify(database: Database, sealer: AuditSealer | None = None) -> VerifyReport:
+    """Recompute every chain (in one read-only transaction, a consistent snapshot), then,
+    with a ``sealer``, check the log against every sealed digest."""
+    report = await _verify_chains(database)
+    if not report.ok or sealer is None:
+        return report
+    seals = await check_seals(database, await sealer.read_all())
+    return VerifyReport(
+        seals.ok, report.checked, seals.first_bad, seals.problem, seals_checked=seals.seals_checked
+    )
+
+
+async def _verify_chains(database: Database) -> VerifyReport:
     checked = 0
     chain: str | None = None
     expected_seq, previous = 1, GENESIS
@@ -71,6 +87,6 @@ def _problem(record: Any, expected_seq: int, previous: bytes) -> str | None:
         record["path"], record["status"], record["request_id"],
         msgspec.json.decode(record["operation"]),
     )  # fmt: skip
-    if audit_record_hash(previous, fields) != bytes(record["hash"]):
+    if _core.audit_record_hash(previous, fields) != bytes(record["hash"]):
         return "its content does not match its hash (edited)"
     return None

@@ -87,7 +87,12 @@ class TenantRedis:
     __slots__ = ("_down_until", "_pepper", "_remake_user", "_service_auth", "_source")
 
     def __init__(self, client: RedisClient, *, pepper: bytes, remake_user: RemakeUser) -> None:
-        self._source = source_of(client)
+        # At most half the pool's connections wait here between round trips, so the rest
+        # stay in the pool for the service's own commands (users, placements, announcements).
+        keep_idle = 0
+        if not isinstance(client, redis.asyncio.RedisCluster):
+            keep_idle = max(1, client.connection_pool.max_connections // 2)
+        self._source = source_of(client, keep_idle=keep_idle)
         self._pepper = pepper
         self._remake_user = remake_user
         kwargs = (

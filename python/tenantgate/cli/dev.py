@@ -175,6 +175,12 @@ def run_dev(
                     "TENANTGATE_DATABASE_DIRECT_URL": direct_url,
                 }
             Settings.from_env(service_env)  # one clear message here rather than from the child
+            if info.hsm is not None:
+                _logger.info(
+                    "HSM keys on the SoftHSM2 token %r (%s)",
+                    info.hsm.token_label,
+                    info.hsm.library_path,
+                )
             _migrate(direct_url)
 
             url = f"http://{_host_for_url(host)}:{port}"
@@ -207,6 +213,12 @@ def run_dev(
                 "redis_url": info.redis_admin_url,
                 "s3_endpoint_url": info.s3_endpoint_url,
                 "service_env": service_env,
+                # The SoftHSM2 token `service_env` points the service at (HSM keys), if any.
+                "hsm": (
+                    {"library": info.hsm.library_path, "token_label": info.hsm.token_label}
+                    if info.hsm is not None
+                    else None
+                ),
             }
             if demo:
                 ready["demo_api_key"] = _demo_key(

@@ -23,6 +23,7 @@ from tenantgate.cli.exit_codes import ExitCode
 from tenantgate.cli.reporting import failure_line, load_settings
 from tenantgate.db.pool import open_database
 from tenantgate.errors import NotFoundError, TenantgateError
+from tenantgate.hsm import Hsm
 from tenantgate.identity import IdentityCache
 from tenantgate.keys import KeyHasher, Verifier
 from tenantgate.tenancy.admin import AdminService
@@ -90,11 +91,23 @@ def run_rotate_due(
 async def _rotate_due(
     settings: Settings, within_days: int, grace_seconds: int
 ) -> list[dict[str, object]]:
+    # An HSM key's successor is an HSM key: its digest needs the HSM.
+    hsm = Hsm(settings.hsm) if settings.hsm is not None else None
+    try:
+        return await _rotate_with(settings, hsm, within_days, grace_seconds)
+    finally:
+        if hsm is not None:
+            hsm.close()
+
+
+async def _rotate_with(
+    settings: Settings, hsm: Hsm | None, within_days: int, grace_seconds: int
+) -> list[dict[str, object]]:
     pepper = settings.security.key_pepper
     async with open_database(settings.database) as database:
         admin = AdminService(
             database,
-            KeyIssuer(KeyHasher(pepper)),
+            KeyIssuer(KeyHasher(pepper), hsm=hsm),
             IdentityCache(Verifier(pepper)),  # this process serves nothing: nothing to forget
             Provisioner(database, []),
         )

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Final
 from tenantgate.cli.arguments import at_least_one, tcp_port
 from tenantgate.cli.exit_codes import ExitCode
 from tenantgate.cli.reporting import load_settings
+from tenantgate.errors import ServiceUnavailableError
 from tenantgate.host_limits import HostTable
 
 if TYPE_CHECKING:
     from tenantgate.cli import Subcommands
+    from tenantgate.settings import HsmSettings
 
 __all__ = ["APP_FACTORY", "add_server_arguments", "command_line", "register", "serve"]
 
@@ -70,6 +72,9 @@ def serve(*, host: str, port: int, workers: int) -> ExitCode:
     from granian import Granian
     from granian.constants import Interfaces
 
+    if settings.hsm is not None:
+        _prepare_hsm(settings.hsm)
+
     # One table of rate-limit buckets for all the workers, made before granian starts them
     # and named to them in the environment they inherit (forked or spawned alike). One
     # worker keeps its buckets on its heap.
@@ -87,3 +92,14 @@ def serve(*, host: str, port: int, workers: int) -> ExitCode:
         )
         server.serve()
     return ExitCode.OK
+
+
+def _prepare_hsm(settings: HsmSettings) -> None:
+    """Make the HSM key before the workers start, so they never race to generate two; a
+    failing HSM is logged and the service starts anyway (only HSM keys need it)."""
+    from tenantgate.hsm import ensure_hmac_key
+
+    try:
+        ensure_hmac_key(settings)
+    except ServiceUnavailableError as exc:
+        print(f"tenantgate serve: {exc}; HSM keys are refused until it works", file=sys.stderr)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from tenantgate.identity.source import KeyRecord, PlanRecord
+from tenantgate.identity.source import HsmCandidate, KeyRecord, PlanRecord
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from uuid import UUID
+
+    import asyncpg
 
     from tenantgate.db.database import Database
 
@@ -32,6 +34,19 @@ SELECT k.id AS key_id, k.status AS key_status, k.expires_at, k.tenant_id,
   JOIN tenants t ON t.id = k.tenant_id
   JOIN plans p ON p.name = t.plan
  WHERE k.key_hash = $1
+"""
+
+# HSM keys by display prefix (index api_keys_hsm_prefix), for a miss the pepper digest did not
+# find: the HSM then hashes the presented key and its digest is compared with these.
+# The predicate is the index's, literally (a parameter would not let the planner use it).
+_FIND_HSM_CANDIDATES: Final = """
+SELECT k.key_hash, k.id AS key_id, k.status AS key_status, k.expires_at, k.tenant_id,
+       t.name AS tenant_name, t.status AS tenant_status, t.plan, t.tier, t.redis_database,
+       p.rate_per_second, p.burst, k.scopes, k.allowed_cidrs::text[] AS allowed_cidrs
+  FROM api_keys k
+  JOIN tenants t ON t.id = k.tenant_id
+  JOIN plans p ON p.name = t.plan
+ WHERE k.prefix = $1 AND k.hash_scheme <> 'hmac-sha256'
 """
 
 _MARK_USED: Final = "UPDATE api_keys SET last_used_at = now() WHERE id = ANY($1::uuid[])"
@@ -54,21 +69,12 @@ class PostgresIdentitySource:
         row = await self._database.fetchrow(_FIND_KEY, digest)
         if row is None:
             return None
-        return KeyRecord(
-            key_id=row["key_id"],
-            key_status=row["key_status"],
-            expires_at=row["expires_at"],
-            tenant_id=row["tenant_id"],
-            tenant_name=row["tenant_name"],
-            tenant_status=row["tenant_status"],
-            plan=row["plan"],
-            tier=row["tier"],
-            redis_database=row["redis_database"],
-            scopes=tuple(row["scopes"]),
-            allowed_cidrs=tuple(row["allowed_cidrs"]),
-            rate_per_second=row["rate_per_second"],
-            burst=row["burst"],
-        )
+        return _key_record(row)
+
+    async def find_hsm_candidates(self, display_prefix: str) -> list[HsmCandidate]:
+        """The HSM keys stored under ``display_prefix`` and their stored digests."""
+        rows = await self._database.fetch(_FIND_HSM_CANDIDATES, display_prefix)
+        return [HsmCandidate(bytes(row["key_hash"]), _key_record(row)) for row in rows]
 
     async def mark_used(self, key_ids: Sequence[UUID]) -> None:
         """Stamp ``last_used_at`` on these keys (one statement; repeating it is harmless)."""
@@ -81,3 +87,21 @@ class PostgresIdentitySource:
     async def load_custom_domains(self) -> dict[str, UUID]:
         rows = await self._database.fetch(_CUSTOM_DOMAINS)
         return {row["custom_domain"]: row["id"] for row in rows}
+
+
+def _key_record(row: asyncpg.Record) -> KeyRecord:
+    return KeyRecord(
+        key_id=row["key_id"],
+        key_status=row["key_status"],
+        expires_at=row["expires_at"],
+        tenant_id=row["tenant_id"],
+        tenant_name=row["tenant_name"],
+        tenant_status=row["tenant_status"],
+        plan=row["plan"],
+        tier=row["tier"],
+        redis_database=row["redis_database"],
+        scopes=tuple(row["scopes"]),
+        allowed_cidrs=tuple(row["allowed_cidrs"]),
+        rate_per_second=row["rate_per_second"],
+        burst=row["burst"],
+    )

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
@@ -34,6 +35,7 @@ __all__ = [
     "Migration",
     "MigrationReport",
     "load_migrations",
+    "load_migrations_from",
     "migrate_public",
     "migrate_tenant_schema",
     "migrate_tenants",
@@ -103,6 +105,27 @@ def load_migrations(kind: Literal["public", "tenant"]) -> tuple[Migration, ...]:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
     found.sort(key=lambda migration: migration.version)
     _check_versions(kind, found)
+    return tuple(found)
+
+
+def load_migrations_from(folder: Path) -> tuple[Migration, ...]:
+    """Read a folder of tenant migrations (``NNNN_name.sql``, versions 1, 2, 3, ...): the
+    complete set, the packaged ones included, e.g. ours copied plus a plugin user's own.
+    Raises ``ValueError`` for a missing folder, no migration in it, or a gap in the versions."""
+    if not folder.is_dir():
+        raise ValueError(f"not a folder: {folder}")
+    found = [
+        Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if (match := _FILE_NAME.match(entry.name))
+    ]
+    if not found:
+        raise ValueError(f"no NNNN_name.sql migration in {folder}")
+    found.sort(key=lambda migration: migration.version)
+    try:
+        _check_versions("tenant", found)
+    except RuntimeError as exc:
+        raise ValueError(f"{folder}: {exc}") from None
     return tuple(found)
 
 

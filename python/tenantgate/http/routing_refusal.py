@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from litestar.enums import ScopeType
 
-from tenantgate.http.prefixes import under
+from tenantgate.http.prefixes import Prefixes
 from tenantgate.identity import send_forbidden
 from tenantgate.identity.brake import source_address
 from tenantgate.keys import Miss
@@ -59,16 +59,16 @@ class RoutingRefusal:
         self._brake = brake
         self._trusted_proxies = tuple(trusted_proxies)
         self._admin = admin
-        self._tenant_prefixes = tuple(tenant_prefixes)
-        self._admin_prefixes = tuple(admin_prefixes)
+        self._tenant_prefixes = Prefixes(tenant_prefixes)
+        self._admin_prefixes = Prefixes(admin_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        admin = under(path, self._admin_prefixes)
-        if not admin and not under(path, self._tenant_prefixes):
+        admin = self._admin_prefixes.match(path)
+        if not admin and not self._tenant_prefixes.match(path):
             await self.app(scope, receive, send)
             return
         refused = False
@@ -112,7 +112,7 @@ class RoutingRefusal:
             address = source_address(scope, self._trusted_proxies)
             if not self._keys.known_good(verdict.digest) and self._brake.holds(address):
                 return False
-            await self._keys.resolve(verdict)
+            await self._keys.resolve(verdict, authorization)
             verdict = verifier.verify(authorization, host)
             if verdict is None:
                 self._brake.failed(address)

@@ -7,6 +7,8 @@ One module per job:
   :data:`current_tenant`;
 - :mod:`~tenantgate.identity.key_cache` — the native verifier and cache-miss resolution (one
   lookup per key at a time);
+- :mod:`~tenantgate.identity.hsm_keys` — on a miss, HSM keys found by display prefix and
+  checked through the HSM;
 - :mod:`~tenantgate.identity.plans` — the plans' shared quotas;
 - :mod:`~tenantgate.identity.domains` — custom-domain bindings, reloaded from the source of
   truth by their one writer;

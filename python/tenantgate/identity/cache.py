@@ -30,11 +30,13 @@ from uuid import UUID
 
 from tenantgate.errors import ServiceUnavailableError
 from tenantgate.identity.domains import Domains
+from tenantgate.identity.hsm_keys import HsmKeyMatcher
 from tenantgate.identity.key_cache import KeyCache
 from tenantgate.identity.plans import Plans
 
 if TYPE_CHECKING:
-    from tenantgate.identity.source import IdentitySource, KeyRecord, PlanRecord
+    from tenantgate.identity.hsm_keys import KeyHmac
+    from tenantgate.identity.source import HsmCandidate, IdentitySource, KeyRecord, PlanRecord
     from tenantgate.keys import Verifier
 
 __all__ = ["REFRESH_INTERVAL_SECONDS", "IdentityCache"]
@@ -49,13 +51,14 @@ _logger = logging.getLogger("tenantgate.identity")
 class IdentityCache:
     """This instance's key cache, plans and domains, over one source of truth."""
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: Verifier, hsm: KeyHmac | None = None) -> None:
         self.announce: Callable[[str], Awaitable[None]] | None = None
         """Tells the other instances about a change (set by the plugin: Redis pub/sub)."""
         self._source: IdentitySource | None = None
         self.plans = Plans(self._load_plans)
         self.domains = Domains(verifier, self._load_custom_domains)
-        self.keys = KeyCache(verifier, self.plans, self._find_key)
+        matcher = HsmKeyMatcher(hsm, self._find_hsm_candidates) if hsm is not None else None
+        self.keys = KeyCache(verifier, self.plans, self._find_key, hsm=matcher)
 
     @contextlib.asynccontextmanager
     async def serving(
@@ -172,6 +175,9 @@ class IdentityCache:
 
     async def _find_key(self, digest: bytes) -> KeyRecord | None:
         return await self._require_source().find_key(digest)
+
+    async def _find_hsm_candidates(self, display_prefix: str) -> Sequence[HsmCandidate]:
+        return await self._require_source().find_hsm_candidates(display_prefix)
 
     async def _load_plans(self) -> Sequence[PlanRecord]:
         return await self._require_source().load_plans()

@@ -14,6 +14,17 @@ A usable key's id is noted when it is looked up (at most once per record lifetim
 over in batches (:meth:`KeyCache.take_used`) for ``last_used_at``: nothing is written on a
 request's path, and a refused key costs exactly the read an unknown one costs.
 
+With an HSM configured, a digest PostgreSQL does not know may still be an HSM key's (whose
+stored digest only the HSM computes): the :class:`~tenantgate.identity.hsm_keys.HsmKeyMatcher`
+then finds it by the presented key's display prefix and the HSM. When the HSM fails, nothing is
+cached (the request gets the uniform 403, the next one tries again), the failure is counted in
+:attr:`KeyCache.hsm_unavailable` and logged; keys PostgreSQL finds never wait for the HSM.
+An HSM key found usable within :data:`KNOWN_GOOD_SECONDS` (its pepper digest is then
+remembered with its key id, as the guessing brake remembers it) is still accepted while the
+HSM is down, with its record read fresh from PostgreSQL (so revocation, expiry and suspension
+still apply): the same pepper digest is the same key, which the HSM vouched for. Each such use
+counts as a new one, so a key in steady use rides out an outage of any length.
+
 A record's payload is a :class:`KeyEntry`: the caller's identity together with what the
 middleware needs to render the rate-limit headers, all computed once per lookup, none of it
 per request.
@@ -22,6 +33,7 @@ per request.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,9 +43,10 @@ from ipaddress import ip_address, ip_network
 from typing import Final
 from uuid import UUID
 
-from tenantgate.errors import ServiceUnavailableError
+from tenantgate.errors import HsmUnavailableError, ServiceUnavailableError
 from tenantgate.identity.context import TenantIdentity
 from tenantgate.identity.counts import DecisionCounts
+from tenantgate.identity.hsm_keys import HsmKeyMatcher, bearer_key
 from tenantgate.identity.plans import Plans
 from tenantgate.identity.source import KeyRecord, PlanRecord
 from tenantgate.keys import Miss, Verifier
@@ -63,6 +76,8 @@ KNOWN_GOOD_SECONDS = 600.0
 
 KNOWN_GOOD_CAPACITY = 100_000
 """Known-good key digests remembered, at most (the least recently confirmed go first)."""
+
+_logger = logging.getLogger("tenantgate.identity")
 
 KeyLookup = Callable[[bytes], Awaitable[KeyRecord | None]]
 """Find the key stored under a digest (:meth:`IdentitySource.find_key
@@ -95,6 +110,7 @@ class KeyEntry:
     """The verifier's payload for one key: who is calling, and its plan's quota."""
 
     __slots__ = (
+        "bucket",
         "counts",
         "identity",
         "networks",
@@ -114,6 +130,9 @@ class KeyEntry:
         allowed_cidrs: Sequence[str] = (),
     ) -> None:
         self.identity = identity
+        self.bucket = str(identity.tenant_id)
+        """The tenant's rate-limit bucket id (its id as text: a str hashes once and caches
+        it, a UUID hashes in Python on every dict lookup)."""
         self.quota = quota
         """The plan's shared quota (the limiter charges the tenant's bucket against it)."""
         self.policy_name = identity.plan.encode()
@@ -153,6 +172,7 @@ class KeyCache:
         plans: Plans,
         lookup: KeyLookup,
         counts: DecisionCounts | None = None,
+        hsm: HsmKeyMatcher | None = None,
     ) -> None:
         self.verifier = verifier
         self.counts = counts if counts is not None else DecisionCounts()
@@ -160,12 +180,20 @@ class KeyCache:
         """The native table and one-call check; the middleware calls it directly."""
         self._plans = plans
         self._lookup = lookup
+        self.hsm = hsm
+        """Finds HSM keys through the HSM (None: no HSM configured)."""
         self._pending: dict[bytes, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(MAX_LOOKUPS_IN_FLIGHT)
         self._used: set[UUID] = set()
         self._known_good: OrderedDict[bytes, float] = OrderedDict()
         self.lookups = 0
         """Lookups started so far (a counter for ``/metrics``)."""
+        self.hsm_unavailable = 0
+        """Misses refused because the HSM failed (a counter for ``/metrics``)."""
+        self._hsm_logged_at = float("-inf")
+        self._hsm_keys: dict[bytes, UUID] = {}
+        """The HSM key each known-good digest was found to be: while the HSM is down, such a
+        key is still accepted."""
 
     @property
     def lookups_in_flight(self) -> int:
@@ -179,11 +207,14 @@ class KeyCache:
         seen = self._known_good.get(digest)
         return seen is not None and time.monotonic() - seen < KNOWN_GOOD_SECONDS
 
-    def _remember_good(self, digest: bytes) -> None:
+    def _remember_good(self, digest: bytes, hsm_key_id: UUID | None = None) -> None:
         self._known_good[digest] = time.monotonic()
         self._known_good.move_to_end(digest)
+        if hsm_key_id is not None:
+            self._hsm_keys[digest] = hsm_key_id
         while len(self._known_good) > KNOWN_GOOD_CAPACITY:
-            self._known_good.popitem(last=False)
+            forgotten, _ = self._known_good.popitem(last=False)
+            self._hsm_keys.pop(forgotten, None)
 
     def take_used(self) -> list[UUID]:
         """The ids of usable keys looked up since the last call (for ``last_used_at``)."""
@@ -202,12 +233,15 @@ class KeyCache:
         """Drop the records of all the tenant's keys."""
         self.verifier.invalidate_tenant(str(tenant_id))
 
-    async def resolve(self, miss: Miss) -> None:
-        """Look the missed digest up and cache the answer; one lookup per digest at a time."""
+    async def resolve(self, miss: Miss, authorization: bytes | None = None) -> None:
+        """Look the missed digest up and cache the answer; one lookup per digest at a time.
+        ``authorization`` (the header the miss came from) is needed to find an HSM key."""
         digest = miss.digest
         lookup = self._pending.get(digest)
         if lookup is None:
-            lookup = asyncio.get_running_loop().create_task(self._look_up(digest))
+            lookup = asyncio.get_running_loop().create_task(
+                self._look_up(digest, miss.display_prefix, authorization)
+            )
             self._pending[digest] = lookup
             lookup.add_done_callback(self._finished(digest))
         await asyncio.shield(lookup)
@@ -221,7 +255,9 @@ class KeyCache:
 
         return finished
 
-    async def _look_up(self, digest: bytes) -> None:
+    async def _look_up(
+        self, digest: bytes, display_prefix: str, authorization: bytes | None
+    ) -> None:
         try:
             async with asyncio.timeout(LOOKUP_QUEUE_SECONDS):
                 await self._slots.acquire()
@@ -229,11 +265,36 @@ class KeyCache:
             raise ServiceUnavailableError("postgresql") from None
         try:
             self.lookups += 1
-            self._cache(digest, await self._lookup(digest))
+            record = await self._lookup(digest)
+            via_hsm = False
+            if record is None and self.hsm is not None:
+                key = bearer_key(authorization)
+                if key is not None:
+                    remembered = self._hsm_keys.get(digest) if self.known_good(digest) else None
+                    try:
+                        record = await self.hsm.match(key, display_prefix, remembered)
+                    except HsmUnavailableError as exc:
+                        self._refused_by_hsm(display_prefix, exc)
+                        return  # nothing cached: the next request asks the HSM again
+                    via_hsm = record is not None
+            self._cache(digest, record, via_hsm=via_hsm)
         finally:
             self._slots.release()
 
-    def _cache(self, digest: bytes, record: KeyRecord | None) -> None:
+    def _refused_by_hsm(self, display_prefix: str, exc: HsmUnavailableError) -> None:
+        """Count the refusal; log it, at most once a second (an outage is not a log flood)."""
+        self.hsm_unavailable += 1
+        now = time.monotonic()
+        if now - self._hsm_logged_at >= 1.0:
+            self._hsm_logged_at = now
+            _logger.warning(
+                "refused an HSM key (%s…): %s; %d refused so far",
+                display_prefix,
+                exc,
+                self.hsm_unavailable,
+            )
+
+    def _cache(self, digest: bytes, record: KeyRecord | None, *, via_hsm: bool = False) -> None:
         if record is None:
             self.verifier.insert_refusal(digest)
             return
@@ -248,7 +309,7 @@ class KeyCache:
         )
         if record.usable:
             self._used.add(record.key_id)
-            self._remember_good(digest)
+            self._remember_good(digest, record.key_id if via_hsm else None)
         quota = self._plans.quota(PlanRecord(record.plan, record.rate_per_second, record.burst))
         tenant_id = str(record.tenant_id)
         self.verifier.insert(

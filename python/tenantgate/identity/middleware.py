@@ -5,7 +5,9 @@ It runs before any route code and before the body is read. One native call
 hashes it, finds it in the key cache, checks status, expiry and custom-domain binding, and takes
 a token from the tenant's bucket. On a `Miss` the key cache looks the key up and the call is
 made again — unless the request's source address is braked for failed identifications
-(:mod:`tenantgate.identity.brake`). Every refusal, whatever its reason, is the one 403 — also
+(:mod:`tenantgate.identity.brake`). In the ``cluster`` rate-limit scope, a request the host tier
+allowed then spends a token leased from the tenant's budget across instances
+(:mod:`tenantgate.cluster_limits`). Every refusal, whatever its reason, is the one 403 — also
 for a request with two ``Authorization`` or two ``Host`` headers, or none of the latter where
 custom domains are bound; an empty bucket is the 429; every other response carries the rate-
 limit headers.
@@ -24,6 +26,7 @@ from litestar.middleware import ASGIMiddleware
 from tenantgate.identity.brake import GuessingBrake, source_address
 from tenantgate.identity.context import current_tenant
 from tenantgate.identity.responses import (
+    ClusterRefusal,
     rate_limit_headers,
     send_forbidden,
     send_too_many_requests,
@@ -39,8 +42,10 @@ if TYPE_CHECKING:
 
     from litestar.types import ASGIApp, Receive, Scope, Send
 
+    from tenantgate.cluster_limits import ClusterBudget
     from tenantgate.identity.domains import Domains
     from tenantgate.identity.key_cache import KeyCache, KeyEntry
+    from tenantgate.identity.responses import RateDecision
     from tenantgate.limits import Limiter
 
 __all__ = ["REFUSAL_STATE_KEY", "TenantIdentificationMiddleware"]
@@ -67,6 +72,7 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
         domains: Domains,
         brake: GuessingBrake | None = None,
         trusted_proxies: Sequence[IPv4Network | IPv6Network] = (),
+        cluster: ClusterBudget | None = None,
     ) -> None:
         self._keys = keys
         self._verifier = keys.verifier
@@ -74,6 +80,7 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
         self._domains = domains
         self._brake = brake if brake is not None else GuessingBrake()
         self._trusted_proxies = tuple(trusted_proxies)
+        self._cluster = cluster
 
     def __deepcopy__(self, memo: dict[int, object]) -> Self:
         # Litestar deep-copies routers on registration; this middleware must stay shared
@@ -107,7 +114,7 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
             if not self._keys.known_good(decision.digest) and self._brake.holds(address):
                 await send_forbidden(send)
                 return
-            await self._keys.resolve(decision)
+            await self._keys.resolve(decision, authorization)
             decision = verifier.verify_and_acquire(authorization, host, limiter)
             if decision is None:
                 self._brake.failed(address)
@@ -128,12 +135,22 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
                 await send_forbidden(send)
                 return
         allowed = decision.allowed
+        rendered: RateDecision = decision
+        cluster = self._cluster
+        if allowed and cluster is not None and not cluster.spend_held(entry.bucket, entry.quota):
+            # The host tier allowed it; the tenant's budget across instances may not.
+            retry_after = await cluster.admit(entry.bucket, entry.quota, entry.identity.plan)
+            if retry_after is not None:
+                allowed = False
+                rendered = ClusterRefusal(
+                    decision.limit, 0, max(decision.reset_after, retry_after), retry_after
+                )
         entry.counts[allowed] += 1
-        headers = rate_limit_headers(decision, entry.policy_name, entry.quota.rate_per_second)
+        headers = rate_limit_headers(rendered, entry.policy_name, entry.quota.rate_per_second)
         if entry.sunset_headers:
             headers += entry.sunset_headers
         if not allowed:
-            await send_too_many_requests(send, decision, headers)
+            await send_too_many_requests(send, rendered, headers)
             return
         identity = entry.identity
         scope["state"]["tenant"] = identity

@@ -16,7 +16,8 @@ this module only renders it. A refusal is a 429 with `Retry-After` (:func:`send_
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 from litestar import Response
@@ -24,16 +25,41 @@ from litestar import Response
 if TYPE_CHECKING:
     from litestar.types import Message, Send
 
-    from tenantgate.limits import Decision
-
 __all__ = [
     "FORBIDDEN_BODY",
+    "ClusterRefusal",
+    "RateDecision",
     "forbidden_response",
     "rate_limit_headers",
     "send_forbidden",
     "send_too_many_requests",
     "with_rate_limit_headers",
 ]
+
+
+class RateDecision(Protocol):
+    """What the headers and the 429 are rendered from: a native ``Decision`` or a
+    :class:`ClusterRefusal`."""
+
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_after(self) -> float: ...
+    @property
+    def retry_after(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRefusal:
+    """The cluster tier's refusal (:mod:`tenantgate.cluster_limits`): its bucket is empty."""
+
+    limit: int
+    remaining: int
+    reset_after: float
+    retry_after: float
+
 
 _PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 _FORBIDDEN: Final = 403
@@ -77,7 +103,7 @@ def _whole_seconds(seconds: float) -> int:
 
 
 def rate_limit_headers(
-    decision: Decision, policy: bytes, rate_per_second: float
+    decision: RateDecision, policy: bytes, rate_per_second: float
 ) -> list[tuple[bytes, bytes]]:
     """The five headers describing `decision` under the plan named `policy`."""
     reset = _whole_seconds(decision.reset_after)
@@ -106,7 +132,7 @@ def with_rate_limit_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> S
 
 
 async def send_too_many_requests(
-    send: Send, decision: Decision, headers: list[tuple[bytes, bytes]]
+    send: Send, decision: RateDecision, headers: list[tuple[bytes, bytes]]
 ) -> None:
     """429 problem+json with `Retry-After` (whole seconds, at least 1) and `headers`."""
     retry_after = max(1, _whole_seconds(decision.retry_after))

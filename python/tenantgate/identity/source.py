@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-__all__ = ["IdentitySource", "KeyRecord", "PlanRecord"]
+__all__ = ["HsmCandidate", "IdentitySource", "KeyRecord", "PlanRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,15 @@ class KeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class HsmCandidate:
+    """An HSM key whose display prefix a presented key shares: its stored (HSM) digest, to
+    compare with the HSM's digest of the presented key, and its record."""
+
+    stored_digest: bytes
+    record: KeyRecord
+
+
+@dataclass(frozen=True, slots=True)
 class PlanRecord:
     """A plan's limits."""
 
@@ -58,6 +67,10 @@ class IdentitySource(Protocol):
 
     async def find_key(self, digest: bytes) -> KeyRecord | None:
         """The key stored under the keyed hash ``digest``, or None when there is none."""
+        ...
+
+    async def find_hsm_candidates(self, display_prefix: str) -> Sequence[HsmCandidate]:
+        """The HSM keys stored under ``display_prefix`` (usually none, else one)."""
         ...
 
     async def mark_used(self, key_ids: Sequence[UUID]) -> None:

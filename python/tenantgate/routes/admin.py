@@ -105,7 +105,8 @@ class AdminController(ApiController):
         responses=problems(
             notes={
                 422: "Also for `hsm: true` unless the tenant is an enterprise tenant and an HSM"
-                " is configured."
+                " is configured.",
+                503: "Also when the HSM fails to hash an `hsm: true` key.",
             }
         ),
     )
@@ -129,7 +130,16 @@ class AdminController(ApiController):
         """The tenant's keys, without secrets or hashes."""
         return KeyList(keys=await admin.list_keys(tenant_id))
 
-    @post("/tenants/{tenant_id:uuid}/keys/{key_id:uuid}/rotate", status_code=201)
+    @post(
+        "/tenants/{tenant_id:uuid}/keys/{key_id:uuid}/rotate",
+        status_code=201,
+        responses=problems(
+            notes={
+                422: "Also for an HSM key when no HSM is configured.",
+                503: "Also when the HSM fails to hash an HSM key's successor.",
+            }
+        ),
+    )
     async def rotate_key(
         self,
         tenant_id: Id,

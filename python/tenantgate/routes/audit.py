@@ -1,5 +1,6 @@
-"""The audit log's routes: the operator's `/admin/v1/audit` (every record, and verifying the
-chains) and the tenant's `/v1/audit` (its own records only, by row-level security)."""
+"""The audit log's routes: the operator's `/admin/v1/audit` (every record, verifying the
+chains, sealing their heads) and the tenant's `/v1/audit` (its own records only, by row-level
+security)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,19 @@ from litestar.params import QueryParameter
 
 from tenantgate.audit import verify
 from tenantgate.audit.queries import operator_page, tenant_page
-from tenantgate.http.openapi import ADMIN_SCHEME, TENANT_SCHEME
+from tenantgate.audit.seal import AuditSealer
+from tenantgate.http.openapi import ADMIN_SCHEME, TENANT_SCHEME, problems
 from tenantgate.identity import TenantIdentity
 from tenantgate.resources import Resources
 from tenantgate.routes.controller import ApiController
 from tenantgate.routes.params import Cursor, PageLimit
 from tenantgate.scopes import SCOPE_OPT
-from tenantgate.tenancy.schemas import AuditPage, AuditVerification
+from tenantgate.tenancy.schemas import AuditPage, AuditSeal, AuditVerification
 
 __all__ = ["AdminAuditController", "TenantAuditController"]
 
 Services = NamedDependency[Resources]
+Sealer = NamedDependency[AuditSealer]
 Caller = NamedDependency[TenantIdentity]
 _UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 TenantFilter = Annotated[
@@ -55,11 +58,35 @@ class AdminAuditController(ApiController):
         return await operator_page(resources.database, tenant, limit, cursor)
 
     @post("/verify", status_code=200)
-    async def verify_chains(self, resources: Services) -> AuditVerification:
-        """Recompute every chain; `first_bad` names the first record that does not hold."""
-        report = await verify(resources.database)
+    async def verify_chains(self, resources: Services, sealer: Sealer) -> AuditVerification:
+        """Recompute every chain, then check it against the sealed digests; `first_bad` names
+        the first record that does not hold."""
+        report = await verify(resources.database, sealer)
         return AuditVerification(
-            ok=report.ok, checked=report.checked, first_bad=report.first_bad, problem=report.problem
+            ok=report.ok,
+            checked=report.checked,
+            first_bad=report.first_bad,
+            problem=report.problem,
+            seals_checked=report.seals_checked,
+        )
+
+    @post(
+        "/seal",
+        status_code=201,
+        responses=problems(notes={409: "Another instance is sealing right now: try again."}),
+    )
+    async def seal_now(self, sealer: Sealer) -> AuditSeal:
+        """Seal every chain's head now into the locked audit bucket (S3 Object Lock,
+        compliance mode), linked to the previous seal."""
+        sealed = await sealer.seal_now()
+        return AuditSeal(
+            seq=sealed.seq,
+            key=sealed.key,
+            version_id=sealed.version_id,
+            sealed_at=sealed.sealed_at,
+            retain_until=sealed.retain_until,
+            chains=sealed.chains,
+            digest_sha256=sealed.digest_sha256,
         )
 
 

@@ -26,12 +26,27 @@ _UNAVAILABLE: Final = (
     botocore.exceptions.ConnectTimeoutError,
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.HTTPClientError,
+    # No credentials for the service (none configured, none in the AWS chain): the object
+    # store cannot be used until an operator fixes it — a 503 and a log line, never a 500.
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
     TimeoutError,
     OSError,
 )
 
 _UNAVAILABLE_CODES: Final = frozenset(
-    {"ServiceUnavailable", "SlowDown", "InternalError", "RequestTimeout", "503", "500"}
+    {
+        "ServiceUnavailable",
+        "SlowDown",
+        "InternalError",
+        "RequestTimeout",
+        "503",
+        "500",
+        # Credentials S3 does not (or no longer) know: a tenant's identity replaced or removed
+        # behind a cached client, or the service's own misconfigured — not the caller's fault.
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+    }
 )
 
 

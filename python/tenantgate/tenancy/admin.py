@@ -109,6 +109,38 @@ def _new_key(row: asyncpg.Record, issued: IssuedKey) -> NewKey:
     return NewKey(**msgspec.structs.asdict(_key(row)), key=issued.secret)
 
 
+def _plan(row: asyncpg.Record) -> Plan:
+    return Plan(row["name"], row["rate_per_second"], row["burst"], row["max_key_age_days"])
+
+
+_PLAN_COLUMNS = "name, rate_per_second, burst, max_key_age_days"
+_PLAN_KEY_AGE = "SELECT max_key_age_days FROM plans WHERE name = $1"
+_TENANT_KEY_AGE = """
+SELECT p.name, p.max_key_age_days FROM tenants t JOIN plans p ON p.name = t.plan
+ WHERE t.id = $1
+"""
+
+
+def _key_expiry(
+    now: datetime, requested_seconds: int | None, max_age_days: int | None, plan: str
+) -> datetime | None:
+    """When a new key expires: as asked, within its plan's maximum key age (the maximum when
+    nothing was asked; never when neither bounds it); a longer request is invalid input."""
+    if max_age_days is None:
+        if requested_seconds is None:
+            return None
+        return now + timedelta(seconds=requested_seconds)
+    max_age = timedelta(days=max_age_days)
+    if requested_seconds is None:
+        return now + max_age
+    if timedelta(seconds=requested_seconds) > max_age:
+        raise InvalidInputError(
+            f"expires_in_seconds: at most {int(max_age.total_seconds())} on plan {plan!r}"
+            f" (its keys live {max_age_days} days at most)"
+        )
+    return now + timedelta(seconds=requested_seconds)
+
+
 class AdminService:
     def __init__(
         self,
@@ -131,7 +163,10 @@ class AdminService:
             if body.tier != "enterprise":
                 raise InvalidInputError("custom_domain is only for enterprise tenants")
             domain = normalise_domain(body.custom_domain)
-        issued = self._issuer.issue(name="default", expires_at=None)
+        max_age_days = await self._database.fetchval(_PLAN_KEY_AGE, body.plan)
+        issued = self._issuer.issue(
+            name="default", expires_at=_key_expiry(datetime.now(UTC), None, max_age_days, body.plan)
+        )
         row = await self._provisioner.create(
             NewTenant(body.name, body.plan, body.tier, domain), issued.row
         )
@@ -197,13 +232,14 @@ class AdminService:
         if body.hsm:
             if tenant.tier != "enterprise":
                 raise InvalidInputError("hsm keys are only for enterprise tenants")
-            raise InvalidInputError("hsm keys need an HSM, and none is configured")
-        expires_at = (
-            datetime.now(UTC) + timedelta(seconds=body.expires_in_seconds)
-            if body.expires_in_seconds is not None
-            else None
+            if not self._issuer.has_hsm:
+                raise InvalidInputError("hsm keys need an HSM, and none is configured")
+        max_age_days = await self._database.fetchval(_PLAN_KEY_AGE, tenant.plan)
+        expires_at = _key_expiry(
+            datetime.now(UTC), body.expires_in_seconds, max_age_days, tenant.plan
         )
-        issued = self._issuer.issue(
+        issued = await self._issuer.issue_key(
+            hsm=body.hsm,
             name=body.name,
             expires_at=expires_at,
             scopes=_scopes(body.scopes),
@@ -227,20 +263,26 @@ class AdminService:
         return [_key(row) for row in rows]
 
     async def rotate_key(self, tenant_id: UUID, key_id: UUID, body: RotateKey) -> NewKey:
-        grace_ends_at = datetime.now(UTC) + timedelta(seconds=body.grace_seconds)
+        now = datetime.now(UTC)
+        grace_ends_at = now + timedelta(seconds=body.grace_seconds)
         async with self._database.transaction() as connection:
+            plan = await connection.fetchrow(_TENANT_KEY_AGE, tenant_id)
+            if plan is None:
+                raise NotFoundError("key")
             old = await connection.fetchrow(
-                "SELECT name, scopes, allowed_cidrs::text[] AS allowed_cidrs FROM api_keys"
-                " WHERE tenant_id = $1 AND id = $2",
+                "SELECT name, hash_scheme, scopes, allowed_cidrs::text[] AS allowed_cidrs"
+                " FROM api_keys WHERE tenant_id = $1 AND id = $2",
                 tenant_id,
                 key_id,
             )
             if old is None:
                 raise NotFoundError("key")
-            # The successor may do what the old key could, from where it could.
-            successor = self._issuer.issue(
+            # The successor may do what the old key could, from where it could, and an HSM
+            # key's successor is an HSM key.
+            successor = await self._issuer.issue_key(
+                hsm=old["hash_scheme"] != HASH_SCHEME,
                 name=old["name"],
-                expires_at=None,
+                expires_at=_key_expiry(now, None, plan["max_key_age_days"], plan["name"]),
                 scopes=old["scopes"],
                 allowed_cidrs=old["allowed_cidrs"],
             )
@@ -263,25 +305,28 @@ class AdminService:
 
     async def list_plans(self) -> list[Plan]:
         rows = await self._database.fetch(
-            "SELECT name, rate_per_second, burst FROM plans ORDER BY rate_per_second, name"
+            f"SELECT {_PLAN_COLUMNS} FROM plans ORDER BY rate_per_second, name"
         )
-        return [Plan(row["name"], row["rate_per_second"], row["burst"]) for row in rows]
+        return [_plan(row) for row in rows]
 
     async def put_plan(self, name: str, body: PutPlan) -> Plan:
         row = await self._database.fetchrow(
-            """
-            INSERT INTO plans (name, rate_per_second, burst) VALUES ($1, $2, $3)
+            f"""
+            INSERT INTO plans (name, rate_per_second, burst, max_key_age_days)
+            VALUES ($1, $2, $3, $4)
             ON CONFLICT (name) DO UPDATE
                SET rate_per_second = excluded.rate_per_second,
                    burst = excluded.burst,
+                   max_key_age_days = excluded.max_key_age_days,
                    updated_at = now()
-            RETURNING name, rate_per_second, burst
+            RETURNING {_PLAN_COLUMNS}
             """,
             name,
             body.rate_per_second,
             body.burst,
+            body.max_key_age_days,
         )
         assert row is not None
-        plan = Plan(row["name"], row["rate_per_second"], row["burst"])
+        plan = _plan(row)
         await self._identity.reload_plans()
         return plan

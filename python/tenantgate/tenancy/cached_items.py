@@ -43,8 +43,7 @@ async def get_item(resources: Resources, tenant: TenantIdentity, item_id: UUID) 
     cached, version = await resources.item_cache.lookup(where, item_id)
     if cached is not None:
         return _decode_item(cached)
-    async with resources.database.transaction(tenant.names) as connection:
-        item = await items.get_item(connection, item_id)
+    item = await items.read_item(resources.database, tenant.names, item_id)
     if version is not None:
         await resources.item_cache.store(where, item_id, version, _encode(item))
     return item

@@ -2,8 +2,9 @@
 
 Every query here is unqualified and runs on a connection inside the tenant's transaction
 (`Database.transaction(tenant)`), so PostgreSQL resolves `items` to the caller's schema and
-refuses anything else. Driver errors are translated where they surface (the transaction, or
-the web layer's exception handlers).
+refuses anything else — except :func:`read_item`, the hot read, whose one statement enters
+the tenant's role and schema itself. Driver errors are translated where they surface (the
+transaction, or the web layer's exception handlers).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from tenantgate.tenancy.schemas import Item, ItemPage, validate_item_data
 if TYPE_CHECKING:
     import asyncpg
 
+    from tenantgate.db.database import Database
     from tenantgate.db.types import Connection
+    from tenantgate.naming import TenantNames
 
-__all__ = ["create_item", "delete_item", "get_item", "list_items", "replace_item"]
+__all__ = ["create_item", "delete_item", "list_items", "read_item", "replace_item"]
 
 _COLUMNS = "id, data::text AS data, created_at, updated_at"
 
@@ -47,8 +50,15 @@ async def create_item(connection: Connection, data: dict[str, Any]) -> Item:
     return _item(row)
 
 
-async def get_item(connection: Connection, item_id: UUID) -> Item:
-    row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM items WHERE id = $1", item_id)
+_READ_ITEM_SQL = (
+    "SELECT id, data, created_at, updated_at FROM public.tenantgate_read_item($1, $2, $3)"
+)
+
+
+async def read_item(database: Database, tenant: TenantNames, item_id: UUID) -> Item:
+    """The item, read as the tenant in one round trip (no transaction: the function enters
+    the tenant's role and schema itself; see public migration 0008)."""
+    row = await database.fetchrow_entering(tenant, _READ_ITEM_SQL, item_id)
     if row is None:
         raise NotFoundError("item")
     return _item(row)

@@ -128,10 +128,16 @@ class NewKey(Key, frozen=True):
     key: str
 
 
+MAX_KEY_AGE_DAYS: Final = 3650
+"""The longest maximum key age a plan may set (ten years, as a key's own expiry)."""
+
+
 class Plan(msgspec.Struct, frozen=True):
     name: str
     rate_per_second: float
     burst: int
+    max_key_age_days: int | None = None
+    """The longest its tenants' keys may live, in days; ``None``: no bound."""
 
 
 class TenantCreated(msgspec.Struct, frozen=True):
@@ -215,6 +221,21 @@ would clamp the plan to a faster one)."""
 class PutPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_per_second: Annotated[float, msgspec.Meta(gt=0, lt=1e9)]
     burst: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+    max_key_age_days: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=MAX_KEY_AGE_DAYS,
+                description=(
+                    "the longest its tenants' keys may live, in days: a key made without an "
+                    "expiry gets it, a longer one is refused, a rotation's successor gets it; "
+                    "absent or null: no bound"
+                ),
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         # A ValueError here is a validation error (422), from Litestar and strict_body alike.
@@ -309,6 +330,23 @@ class AuditVerification(msgspec.Struct, frozen=True):
     first_bad: UUID | None
     problem: str | None = None
     """What is wrong with ``first_bad`` (absent when every chain holds)."""
+    seals_checked: int = 0
+    """How many sealed digests (from the locked audit bucket) the chains were checked against."""
+
+
+class AuditSeal(msgspec.Struct, frozen=True):
+    seq: int
+    """The digest's number: 1 for the first, then one more each time."""
+    key: str
+    """Its object key in the audit bucket."""
+    version_id: str
+    """The S3 version written (the one a verifier reads, whatever is laid on top of it)."""
+    sealed_at: datetime
+    retain_until: datetime
+    """Until when S3 Object Lock (compliance mode) keeps it from anyone's deletion."""
+    chains: int
+    """How many chains' heads it holds."""
+    digest_sha256: str
 
 
 class CacheEntryBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -27,6 +27,23 @@ $(INSTALLED): pyproject.toml Cargo.toml
 .PHONY: venv
 venv: $(INSTALLED) ## Create .venv with the package and all development dependencies
 
+# Debian packages CI needs besides PyPI: SoftHSM2 (the HSM tests), PgBouncer (the isolation and
+# lifecycle suites through transaction pooling) and wrk (the end-to-end benches). Installed only
+# when missing.
+SYSTEM_PACKAGES := softhsm2:softhsm2-util pgbouncer:pgbouncer wrk:wrk
+
+.PHONY: system-packages
+system-packages: ## Install the Debian packages CI needs (softhsm2, pgbouncer, wrk) with apt-get
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
+		command -v "$${entry#*:}" >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin" command -v "$${entry#*:}" >/dev/null 2>&1 \
+			|| missing="$$missing $${entry%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 .PHONY: build
 build: $(INSTALLED) ## Build the native extension (release) in place
 	$(BIN)/maturin develop --release --skip-install --quiet

@@ -5,6 +5,13 @@ end of the session. When a server is not installed the test is skipped, except w
 in the environment, where it fails: a missing server must never silently pass in CI.
 Tests using the servers should carry ``@pytest.mark.servers`` (and ``@pytest.mark.hsm`` for the
 HSM) so ``-m "not servers"`` selects the fast unit tests.
+
+**Through PgBouncer.** A test module marked ``pytest.mark.pgbouncer`` runs twice: once with the
+service connected straight to PostgreSQL, once through an embedded PgBouncer in transaction
+pooling mode (``[pgbouncer]`` in the test id), with the settings that mode needs
+(``TENANTGATE_DATABASE_PGBOUNCER``, ``TENANTGATE_DATABASE_DIRECT_URL``). The route is the
+session fixture ``database_route``; ``service_environment`` and everything built on it follow
+it, so the test code is the same for both. PgBouncer missing skips, and fails with ``CI=true``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,18 @@ def skip_or_fail(reason: str) -> None:
 @functools.cache
 def _missing(hsm: bool) -> tuple[str, ...]:
     return tuple(missing_components(hsm=hsm))
+
+
+DATABASE_ROUTES = ("direct", "pgbouncer")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``pgbouncer``-marked tests that reach the service's database run on both routes."""
+    if (
+        "database_route" in metafunc.fixturenames
+        and metafunc.definition.get_closest_marker("pgbouncer") is not None
+    ):
+        metafunc.parametrize("database_route", DATABASE_ROUTES, indirect=True, scope="session")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -206,7 +225,66 @@ ADMIN_TOKEN = "test-admin-token-" + "0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
-def service_environment(stack_info: StackInfo) -> dict[str, str]:
+def database_route(request: pytest.FixtureRequest) -> str:
+    """How the service reaches PostgreSQL: ``direct``, or ``pgbouncer`` (see the docstring)."""
+    route: str = getattr(request, "param", "direct")
+    return route
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_installed() -> None:
+    """Skip the test (fail it with ``CI=true``) unless Debian's ``pgbouncer`` is installed."""
+    from tenantgate.dev.pgbouncer import pgbouncer_binary
+
+    if pgbouncer_binary() is None:
+        skip_or_fail("PgBouncer not installed (Debian: pgbouncer; `make system-packages`)")
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(
+    pgbouncer_installed: None,
+    embedded_stack: EmbeddedStack,
+    direct_service_environment: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Any]:
+    """An embedded PgBouncer (transaction pooling) in front of the session's PostgreSQL, for
+    the service's login; stopped at the end of the session."""
+    from tenantgate.dev.pgbouncer import EmbeddedPgBouncer
+
+    bouncer = EmbeddedPgBouncer(
+        tmp_path_factory.mktemp("pgbouncer"),
+        admin_url=embedded_stack.info.postgres_admin_url,
+        logins=[direct_service_environment["TENANTGATE_DATABASE_URL"]],
+    )
+    try:
+        bouncer.start()
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def service_environment(
+    direct_service_environment: dict[str, str],
+    database_route: str,
+    request: pytest.FixtureRequest,
+) -> dict[str, str]:
+    """TENANTGATE_* settings for a service on the session's stack, its database migrated,
+    reaching PostgreSQL by the session's ``database_route``."""
+    if database_route == "direct":
+        return direct_service_environment
+    bouncer = request.getfixturevalue("pgbouncer")
+    direct_url = direct_service_environment["TENANTGATE_DATABASE_URL"]
+    return {
+        **direct_service_environment,
+        "TENANTGATE_DATABASE_URL": bouncer.url_for(direct_url),
+        "TENANTGATE_DATABASE_PGBOUNCER": "true",
+        "TENANTGATE_DATABASE_DIRECT_URL": direct_url,
+    }
+
+
+@pytest.fixture(scope="session")
+def direct_service_environment(stack_info: StackInfo) -> dict[str, str]:
     """TENANTGATE_* settings for a service on the session's stack, its database migrated.
 
     The service connects as its own least-privileged role, as in production.

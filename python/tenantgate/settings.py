@@ -39,7 +39,10 @@ pooled connection, or a command's answer) may take before the cache is treated a
 ``TENANTGATE_RATELIMIT_SCOPE`` (default ``host``): ``cluster`` for one budget per tenant across
 the instances sharing the Redis (:mod:`tenantgate.cluster_limits`), and
 ``TENANTGATE_RATELIMIT_REDIS_TIMEOUT`` (default 0.1): seconds one lease round trip may take
-there before the host tier decides alone.
+there before the host tier decides alone;
+``TENANTGATE_DATABASE_PGBOUNCER`` (default false): the database URL goes through PgBouncer in
+transaction pooling mode, and then ``TENANTGATE_DATABASE_DIRECT_URL`` (required with it): the
+same login bypassing PgBouncer, for provisioning leases and migrations.
 """
 
 from __future__ import annotations
@@ -120,11 +123,28 @@ class DatabaseSettings:
     """``TENANTGATE_DATABASE_STATEMENT_TIMEOUT``: how long one statement may run; past it the
     statement is cancelled and the answer is 503."""
 
+    pgbouncer: bool = False
+    """``TENANTGATE_DATABASE_PGBOUNCER``: ``true`` when ``url`` goes through PgBouncer in
+    transaction (or statement) pooling mode: asyncpg then keeps no prepared statements across
+    transactions (``statement_cache_size=0``), and what needs a session of its own — a
+    tenant's provisioning lease (a session advisory lock), migrations — uses ``direct_url``."""
+
+    direct_url: str | None = None
+    """``TENANTGATE_DATABASE_DIRECT_URL``: the same login and database without PgBouncer (or
+    through a session-mode pool); required with ``pgbouncer``, unused without it."""
+
+    @property
+    def session_url(self) -> str:
+        """The URL for work that needs one server session throughout: leases, migrations."""
+        return self.direct_url if self.pgbouncer and self.direct_url else self.url
+
     def __repr__(self) -> str:
+        direct = redact_url(self.direct_url) if self.direct_url else None
         return (
             f"DatabaseSettings(url={redact_url(self.url)!r}, pool_max_size={self.pool_max_size}, "
             f"acquire_timeout_seconds={self.acquire_timeout_seconds}, "
-            f"statement_timeout_seconds={self.statement_timeout_seconds})"
+            f"statement_timeout_seconds={self.statement_timeout_seconds}, "
+            f"pgbouncer={self.pgbouncer}, direct_url={direct!r})"
         )
 
 
@@ -316,16 +336,7 @@ class Settings:
         """
         env = _Environment(environ)
         return cls(
-            database=DatabaseSettings(
-                url=env.url("DATABASE_URL", schemes=("postgresql", "postgres")),
-                pool_max_size=env.positive_int("DATABASE_POOL_SIZE", default=10),
-                acquire_timeout_seconds=env.positive_seconds(
-                    "DATABASE_ACQUIRE_TIMEOUT", default=2.0
-                ),
-                statement_timeout_seconds=env.positive_seconds(
-                    "DATABASE_STATEMENT_TIMEOUT", default=10.0
-                ),
-            ),
+            database=_database_settings(env),
             redis=_redis_settings(env),
             s3=_s3_settings(env),
             security=SecuritySettings(
@@ -483,6 +494,27 @@ def _s3_settings(env: _Environment) -> S3Settings:
         secret_access_key=secret_access_key,
         region=env.optional("S3_REGION") or "us-east-1",
         bucket_prefix=_bucket_prefix(env),
+    )
+
+
+def _database_settings(env: _Environment) -> DatabaseSettings:
+    schemes = ("postgresql", "postgres")
+    url = env.url("DATABASE_URL", schemes=schemes)
+    pgbouncer = env.boolean("DATABASE_PGBOUNCER", default=False)
+    direct_url = env.optional_url("DATABASE_DIRECT_URL", schemes=schemes)
+    if pgbouncer and direct_url is None:
+        raise SettingsError(
+            f"{_ENV_PREFIX}DATABASE_DIRECT_URL not set: with {_ENV_PREFIX}DATABASE_PGBOUNCER "
+            "the provisioning leases and migrations need a connection that bypasses "
+            "PgBouncer's transaction pooling"
+        )
+    return DatabaseSettings(
+        url=url,
+        pool_max_size=env.positive_int("DATABASE_POOL_SIZE", default=10),
+        acquire_timeout_seconds=env.positive_seconds("DATABASE_ACQUIRE_TIMEOUT", default=2.0),
+        statement_timeout_seconds=env.positive_seconds("DATABASE_STATEMENT_TIMEOUT", default=10.0),
+        pgbouncer=pgbouncer,
+        direct_url=direct_url,
     )
 
 

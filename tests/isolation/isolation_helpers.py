@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 from litestar import Litestar
 
+from tenantgate.db.pool import statement_cache_size
+from tenantgate.settings import Settings
+
 BASE_URL = "http://testserver.local"
 
 
@@ -33,6 +36,16 @@ async def create_tenant(client: Any, admin_headers: dict[str, str], **fields: An
     assert answer.status_code == 201, answer.text
     created = answer.json()
     return Caller(created["tenant"]["id"], created["api_key"]["key"], created["api_key"]["id"])
+
+
+def as_the_service(settings: Settings) -> dict[str, Any]:
+    """The asyncpg options the service connects to its URL with (behind PgBouncer in
+    transaction mode: no statement cache), for tests opening their own connections."""
+    return {
+        "statement_cache_size": statement_cache_size(
+            pooled_by_pgbouncer=settings.database.pgbouncer
+        )
+    }
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from isolation_helpers import create_tenant, serving
 from tenantgate.app import create_app
 from tenantgate.plugin import RESOURCES_STATE_KEY
 
-pytestmark = [pytest.mark.servers, pytest.mark.anyio]
+pytestmark = [pytest.mark.servers, pytest.mark.anyio, pytest.mark.pgbouncer]
 
 TENANTS = 10
 ITEMS_EACH = 3

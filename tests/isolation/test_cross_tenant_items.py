@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.pgbouncer]
 
 
 @pytest.fixture

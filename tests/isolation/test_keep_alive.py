@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.pgbouncer]
 
 
 def test_one_connection_alternating_tenants_never_carries_one_into_the_next(served, make_tenant):

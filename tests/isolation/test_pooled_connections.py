@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
-from isolation_helpers import create_tenant, serving
+from isolation_helpers import as_the_service, create_tenant, serving
 
 from tenantgate.app import create_app
 from tenantgate.db import Database
@@ -18,7 +18,7 @@ from tenantgate.errors import TenantGoneError
 from tenantgate.naming import TenantNames
 from tenantgate.plugin import RESOURCES_STATE_KEY
 
-pytestmark = [pytest.mark.servers, pytest.mark.anyio]
+pytestmark = [pytest.mark.servers, pytest.mark.anyio, pytest.mark.pgbouncer]
 
 STATE_SQL = """
 SELECT current_user::text AS current_user, session_user::text AS session_user,
@@ -33,7 +33,9 @@ async def _state(connection):
 
 @pytest.fixture
 async def fresh_state(service_settings):
-    connection = await asyncpg.connect(service_settings.database.url)
+    connection = await asyncpg.connect(
+        service_settings.database.url, **as_the_service(service_settings)
+    )
     try:
         return await _state(connection)
     finally:
@@ -42,7 +44,9 @@ async def fresh_state(service_settings):
 
 @pytest.fixture
 async def pool_of_one(service_settings):
-    pool = await asyncpg.create_pool(service_settings.database.url, min_size=0, max_size=1)
+    pool = await asyncpg.create_pool(
+        service_settings.database.url, min_size=0, max_size=1, **as_the_service(service_settings)
+    )
     try:
         yield pool
     finally:

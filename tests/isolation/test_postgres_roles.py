@@ -10,10 +10,11 @@ from uuid import UUID
 
 import asyncpg
 import pytest
+from isolation_helpers import as_the_service
 
 from tenantgate.naming import TenantNames, quote_ident
 
-pytestmark = [pytest.mark.servers, pytest.mark.anyio]
+pytestmark = [pytest.mark.servers, pytest.mark.anyio, pytest.mark.pgbouncer]
 
 
 @pytest.fixture
@@ -38,7 +39,9 @@ async def _as(connection, role, sql):
 
 async def test_a_tenant_role_cannot_read_another_tenants_schema(service_settings, two_tenants):
     a, b = two_tenants
-    connection = await asyncpg.connect(service_settings.database.url)
+    connection = await asyncpg.connect(
+        service_settings.database.url, **as_the_service(service_settings)
+    )
     try:
         own = await _as(connection, a.role, f"SELECT * FROM {quote_ident(a.schema)}.items")
         assert len(own) == 1
@@ -60,7 +63,9 @@ async def test_a_tenant_role_cannot_read_the_shared_key_and_tenant_tables(
     service_settings, two_tenants
 ):
     a, _ = two_tenants
-    connection = await asyncpg.connect(service_settings.database.url)
+    connection = await asyncpg.connect(
+        service_settings.database.url, **as_the_service(service_settings)
+    )
     try:
         for table in ("api_keys", "tenants"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
@@ -71,7 +76,9 @@ async def test_a_tenant_role_cannot_read_the_shared_key_and_tenant_tables(
 
 async def test_without_a_tenant_context_queries_fail_closed(service_settings, two_tenants):
     a, _ = two_tenants
-    connection = await asyncpg.connect(service_settings.database.url)
+    connection = await asyncpg.connect(
+        service_settings.database.url, **as_the_service(service_settings)
+    )
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await _as(connection, None, f"SELECT * FROM {quote_ident(a.schema)}.items")
@@ -84,7 +91,9 @@ async def test_without_a_tenant_context_queries_fail_closed(service_settings, tw
 async def test_no_shared_table_is_named_like_a_tenant_table(service_settings, two_tenants):
     """An unqualified tenant query that somehow missed its search_path finds nothing to read."""
     a, _ = two_tenants
-    connection = await asyncpg.connect(service_settings.database.url)
+    connection = await asyncpg.connect(
+        service_settings.database.url, **as_the_service(service_settings)
+    )
     try:
         tenant_tables = {
             row["tablename"]

@@ -15,7 +15,7 @@ from tenantgate.app import create_app
 from tenantgate.identity import current_tenant, require_tenant
 from tenantgate.plugin import TenantGatePlugin
 
-pytestmark = [pytest.mark.servers, pytest.mark.anyio]
+pytestmark = [pytest.mark.servers, pytest.mark.anyio, pytest.mark.pgbouncer]
 
 
 def _tenant_id() -> str | None:

@@ -9,16 +9,17 @@ from typing import Any
 
 import asyncpg
 import pytest
+from isolation_helpers import as_the_service
 
 from tenantgate.db import Database
 from tenantgate.errors import TenantGoneError
 from tenantgate.naming import TenantNames
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.pgbouncer]
 
 
 def test_a_transaction_whose_tenant_is_deleted_under_it_is_tenant_gone(
-    service: Any, make_tenant: Any, admin_headers: dict[str, str], service_environment: Any
+    service: Any, make_tenant: Any, admin_headers: dict[str, str], service_settings: Any
 ) -> None:
     tenant = make_tenant()
     names = TenantNames.of(uuid.UUID(tenant.id))
@@ -32,8 +33,9 @@ def test_a_transaction_whose_tenant_is_deleted_under_it_is_tenant_gone(
             await connection.fetch("SELECT * FROM items")
 
     async def scenario() -> None:
-        url = service_environment["TENANTGATE_DATABASE_URL"]
-        async with asyncpg.create_pool(url, min_size=0, max_size=2) as pool:
+        url = service_settings.database.url
+        options = as_the_service(service_settings)
+        async with asyncpg.create_pool(url, min_size=0, max_size=2, **options) as pool:
             with pytest.raises(TenantGoneError):
                 await read_while_deleted(Database(pool))
 
@@ -41,7 +43,7 @@ def test_a_transaction_whose_tenant_is_deleted_under_it_is_tenant_gone(
 
 
 def test_a_missing_table_of_a_living_tenant_is_not_mistaken_for_a_deletion(
-    make_tenant: Any, service_environment: Any
+    make_tenant: Any, service_settings: Any
 ) -> None:
     tenant = make_tenant()
     names = TenantNames.of(uuid.UUID(tenant.id))
@@ -51,8 +53,9 @@ def test_a_missing_table_of_a_living_tenant_is_not_mistaken_for_a_deletion(
             await connection.fetch("SELECT * FROM no_such_table")
 
     async def scenario() -> None:
-        url = service_environment["TENANTGATE_DATABASE_URL"]
-        async with asyncpg.create_pool(url, min_size=0, max_size=2) as pool:
+        url = service_settings.database.url
+        options = as_the_service(service_settings)
+        async with asyncpg.create_pool(url, min_size=0, max_size=2, **options) as pool:
             with pytest.raises(asyncpg.UndefinedTableError):
                 await read_a_missing_table(Database(pool))
 

@@ -87,8 +87,12 @@ def fresh_database(stack_info: Any, service_environment: dict[str, str]) -> Iter
 
 @pytest.fixture
 def service_database_url(service_environment: dict[str, str]) -> str:
-    """The service role's connection to the session service's own database."""
-    return service_environment["TENANTGATE_DATABASE_URL"]
+    """The service role's direct connection to the session service's own database (not
+    through PgBouncer on that route: the tests using it inspect, or provision with leases,
+    below the service)."""
+    return service_environment.get(
+        "TENANTGATE_DATABASE_DIRECT_URL", service_environment["TENANTGATE_DATABASE_URL"]
+    )
 
 
 @pytest.fixture(scope="session")

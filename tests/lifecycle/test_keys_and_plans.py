@@ -92,6 +92,7 @@ def test_defaults_are_free_and_standard(service, admin_headers):
     assert (tenant["plan"], tenant["tier"]) == ("free", "standard")
 
 
+@pytest.mark.pgbouncer
 def test_get_patch_and_delete_a_tenant(service, admin_headers, make_tenant):
     tenant = make_tenant(name="before")
     path = f"/admin/v1/tenants/{tenant.id}"
@@ -294,6 +295,7 @@ def test_invalid_patches_are_refused_with_422(service, admin_headers, make_tenan
 # -- keys ----------------------------------------------------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_keys_are_issued_listed_rotated_and_revoked(service, admin_headers, make_tenant):
     tenant = make_tenant()
     keys_path = f"/admin/v1/tenants/{tenant.id}/keys"

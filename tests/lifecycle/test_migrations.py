@@ -199,6 +199,7 @@ def _other_settings() -> dict[str, str]:
 # -- the command --------------------------------------------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_the_migrate_command_migrates_and_prints_a_summary(
     run_tenantgate, service_environment: dict[str, str], make_tenant: Any
 ) -> None:

@@ -385,6 +385,7 @@ def test_a_process_killed_between_steps_leaves_a_tenant_that_repair_removes(
     assert _left_behind(service_database_url, tenant_id) == (None, NOTHING)
 
 
+@pytest.mark.pgbouncer
 def test_the_next_start_of_the_service_removes_what_a_killed_process_left(
     service_environment: dict[str, str], service_database_url: str, service_settings: Any
 ) -> None:
@@ -439,6 +440,7 @@ def test_repair_leaves_a_tenant_that_a_live_process_is_provisioning_alone(
     _run(scenario)
 
 
+@pytest.mark.pgbouncer
 def test_a_tenant_being_provisioned_is_not_served_and_not_changed(
     service: Any, admin_headers: dict[str, str], service_database_url: str, key_issuer: KeyIssuer
 ) -> None:
@@ -487,6 +489,7 @@ def test_a_tenant_being_provisioned_is_not_served_and_not_changed(
 # -- deletion ------------------------------------------------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_deleting_a_tenant_drops_schema_role_and_keys_and_others_keep_working(
     service: Any, admin_headers: dict[str, str], make_tenant: Any, service_database_url: str
 ) -> None:

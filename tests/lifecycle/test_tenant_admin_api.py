@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.pgbouncer]
 
 
 def test_a_new_tenant_comes_with_a_working_key(service, make_tenant):

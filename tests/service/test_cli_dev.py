@@ -97,11 +97,14 @@ def _alive(pids: set[int]) -> dict[int, str]:
     return {pid: table[pid][2] for pid in pids if pid in table and table[pid][1] != "Z"}
 
 
-def _run_dev_until(stop_signal: signal.Signals, data_dir: Path) -> None:
+def _run_dev_until(stop_signal: signal.Signals, data_dir: Path, *, pgbouncer: bool = False) -> None:
     port = _unused_port()
     environment = {**os.environ, "TENANTGATE_ADMIN_TOKEN": "dev-admin-token-0123456789"}
+    command = ["dev", "--port", str(port), "--data-dir", str(data_dir)]
+    if pgbouncer:
+        command.append("--pgbouncer")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tenantgate", "dev", "--port", str(port), "--data-dir", data_dir],
+        [sys.executable, "-m", "tenantgate", *command],
         stdout=subprocess.PIPE,
         env=environment,
     )
@@ -120,8 +123,18 @@ def _run_dev_until(stop_signal: signal.Signals, data_dir: Path) -> None:
 
         started = _belonging_to(process.pid, data_dir)
         commands = " ".join(_alive(started).values())
-        for server in ("weed", "redis-server", "postgres"):
+        servers = ["weed", "redis-server", "postgres"] + (["pgbouncer"] if pgbouncer else [])
+        for server in servers:
             assert server in commands, f"{server} not found among {commands!r}"
+        service_env = ready["service_env"]
+        if pgbouncer:
+            assert service_env["TENANTGATE_DATABASE_PGBOUNCER"] == "true"
+            assert service_env["TENANTGATE_DATABASE_URL"] == ready["database_url"]
+            direct = service_env["TENANTGATE_DATABASE_DIRECT_URL"]
+            assert urlsplit(direct).port == urlsplit(ready["database_admin_url"]).port
+            assert urlsplit(ready["database_url"]).port != urlsplit(direct).port
+        else:
+            assert "TENANTGATE_DATABASE_PGBOUNCER" not in service_env
 
         process.send_signal(stop_signal)
         assert process.wait(timeout=EXIT_TIMEOUT_SECONDS) == ExitCode.OK
@@ -145,6 +158,13 @@ def _run_dev_until(stop_signal: signal.Signals, data_dir: Path) -> None:
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_dev_serves_then_stops_everything(stop_signal: signal.Signals, tmp_path: Path) -> None:
     _run_dev_until(stop_signal, tmp_path / "stack")
+
+
+@pytest.mark.servers
+def test_dev_through_pgbouncer_serves_then_stops_everything(
+    pgbouncer_installed: None, tmp_path: Path
+) -> None:
+    _run_dev_until(signal.SIGTERM, tmp_path / "stack", pgbouncer=True)
 
 
 @pytest.mark.servers

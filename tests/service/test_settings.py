@@ -200,3 +200,28 @@ def test_audit_sealing_defaults_and_zero_turns_periodic_sealing_off() -> None:
     assert (defaults.seal_interval_seconds, defaults.retention_days) == (900, 365)
     chosen = settings_with(AUDIT_SEAL_INTERVAL_SECONDS="0", AUDIT_RETENTION_DAYS="2555").audit
     assert (chosen.seal_interval_seconds, chosen.retention_days) == (0, 2555)
+
+
+def test_behind_pgbouncer_sessions_take_the_direct_url_which_is_required() -> None:
+    direct = "postgresql://tenantgate:db-secret@db.internal:5432/tenantgate"
+    pooled = "postgresql://tenantgate:db-secret@pgbouncer.internal:6432/tenantgate"
+    assert settings_with().database.pgbouncer is False
+    assert (
+        settings_with(DATABASE_DIRECT_URL=direct).database.session_url
+        == (
+            MINIMAL["TENANTGATE_DATABASE_URL"]  # without PgBouncer the one URL serves for all
+        )
+    )
+
+    behind = settings_with(
+        DATABASE_URL=pooled, DATABASE_PGBOUNCER="true", DATABASE_DIRECT_URL=direct
+    ).database
+    assert (behind.pgbouncer, behind.url, behind.session_url) == (True, pooled, direct)
+    assert "db-secret" not in repr(behind)
+
+    with pytest.raises(SettingsError, match="TENANTGATE_DATABASE_DIRECT_URL"):
+        settings_with(DATABASE_URL=pooled, DATABASE_PGBOUNCER="true")
+    with pytest.raises(SettingsError, match="TENANTGATE_DATABASE_DIRECT_URL"):
+        settings_with(DATABASE_PGBOUNCER="true", DATABASE_DIRECT_URL="mysql://db/x")
+    with pytest.raises(SettingsError, match="TENANTGATE_DATABASE_PGBOUNCER"):
+        settings_with(DATABASE_PGBOUNCER="maybe", DATABASE_DIRECT_URL=direct)

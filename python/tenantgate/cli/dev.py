@@ -10,6 +10,10 @@ included, goes to stderr.
 SIGINT or SIGTERM, at any point, stops the server (its whole process group), then the
 stack, and the command exits 0. If the server dies on its own, the stack is stopped too and
 the command exits 1; a settings error exits 2.
+
+``--pgbouncer`` puts an embedded PgBouncer (transaction pooling) between the service and
+PostgreSQL, configured as ``TENANTGATE_DATABASE_PGBOUNCER`` describes; migrations and
+provisioning leases keep the direct connection (``TENANTGATE_DATABASE_DIRECT_URL``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ STOP_TIMEOUT_SECONDS: Final = 10.0
 
 _STACK_SETTINGS: Final = (
     "TENANTGATE_DATABASE_URL",
+    "TENANTGATE_DATABASE_PGBOUNCER",
+    "TENANTGATE_DATABASE_DIRECT_URL",
     "TENANTGATE_REDIS_URL",
     "TENANTGATE_S3_",
     "TENANTGATE_PKCS11_",
@@ -86,6 +92,11 @@ def register(commands: Subcommands) -> None:
         action="store_true",
         help="also create a demo tenant with a key, to try the API at once",
     )
+    parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="serve through an embedded PgBouncer in transaction pooling mode (Debian: pgbouncer)",
+    )
     parser.set_defaults(run=_run)
 
 
@@ -96,11 +107,18 @@ def _run(args: argparse.Namespace) -> ExitCode:
         workers=args.workers,
         data_dir=args.data_dir,
         demo=args.demo,
+        pgbouncer=args.pgbouncer,
     )
 
 
 def run_dev(
-    *, host: str, port: int, data_dir: Path, workers: int = 1, demo: bool = False
+    *,
+    host: str,
+    port: int,
+    data_dir: Path,
+    workers: int = 1,
+    demo: bool = False,
+    pgbouncer: bool = False,
 ) -> ExitCode:
     """Run ``tenantgate dev`` until SIGINT or SIGTERM; return the exit status."""
     _log_to_stderr()
@@ -114,6 +132,7 @@ def run_dev(
         missing_components,
         wait_until,
     )
+    from tenantgate.dev.pgbouncer import EmbeddedPgBouncer, pgbouncer_binary
 
     missing = missing_components(hsm=False)
     if missing:
@@ -122,10 +141,14 @@ def run_dev(
             ", ".join(missing),
         )
         return ExitCode.FAILURE
+    if pgbouncer and pgbouncer_binary() is None:
+        _logger.error("--pgbouncer needs PgBouncer: apt-get install pgbouncer")
+        return ExitCode.FAILURE
     data_dir = data_dir.resolve()
     with _stdout_kept_for_ready_line() as ready_stream, _stop_on_signals():
         stack = EmbeddedStack(data_dir)
         server: ManagedProcess | None = None
+        bouncer: EmbeddedPgBouncer | None = None
         try:
             _logger.info("starting the embedded servers in %s", data_dir)
             info = stack.start()
@@ -133,11 +156,24 @@ def run_dev(
             database_url = asyncio.run(
                 ensure_app_database(info.postgres_admin_url, service_secrets.postgres_password)
             )
+            direct_url = database_url
+            if pgbouncer:
+                bouncer = EmbeddedPgBouncer(
+                    data_dir, admin_url=info.postgres_admin_url, logins=[direct_url]
+                )
+                bouncer.start()
+                database_url = bouncer.url_for(direct_url)
+                _logger.info("PgBouncer (transaction pooling) on port %d", bouncer.port)
             service_env = {
                 **_tuning_settings(os.environ),
                 **info.service_environment(database_url),
                 **service_secrets.environment(),
             }
+            if pgbouncer:
+                service_env |= {
+                    "TENANTGATE_DATABASE_PGBOUNCER": "true",
+                    "TENANTGATE_DATABASE_DIRECT_URL": direct_url,
+                }
             Settings.from_env(service_env)  # one clear message here rather than from the child
             if info.hsm is not None:
                 _logger.info(
@@ -145,7 +181,7 @@ def run_dev(
                     info.hsm.token_label,
                     info.hsm.library_path,
                 )
-            _migrate(database_url)
+            _migrate(direct_url)
 
             url = f"http://{_host_for_url(host)}:{port}"
             server = ManagedProcess(
@@ -209,6 +245,8 @@ def run_dev(
             with _signals_ignored():
                 if server is not None:
                     server.stop()
+                if bouncer is not None:
+                    bouncer.stop()
                 try:
                     stack.stop()
                 except Exception:

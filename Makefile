@@ -78,6 +78,7 @@ bench: build ## Benchmarks: native vs pure-Python reference; writes bench-result
 	$(BIN)/python benches/cluster_leases.py
 	$(BIN)/python benches/audit_append.py
 	$(BIN)/python benches/hsm.py
+	$(BIN)/python benches/revocation_reach.py --rounds 10
 	$(BIN)/python benches/report.py
 	cargo bench -p tenantgate-core --quiet -- --quick
 

@@ -1,0 +1,127 @@
+"""How late another instance still accepts a revoked key, measured from outside.
+
+    python benches/revocation_reach.py [--rounds 20]
+
+Starts `tenantgate dev` (instance A) and a second `tenantgate serve` on the same stack
+(instance B), then, each round: a fresh key, four clients sending `GET /v1/me` with it to B as
+fast as they can, the key revoked through A, and the clients kept going for 1.5 s. The figure is
+the time from the moment A's `DELETE` answered to the moment B answered its last 200 with the
+key (negative or zero: B refused every request answered after the revocation). Revocations
+reach B through Redis pub/sub; the contract's bound is one second (the records' lifetime, the
+backstop when Redis is unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+CLIENTS = 4
+AFTER_SECONDS = 1.5
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _round(a: str, b: str, admin: dict[str, str], tenant_id: str) -> float:
+    async with httpx.AsyncClient(timeout=10) as http:
+        created = await http.post(f"{a}/admin/v1/tenants/{tenant_id}/keys", json={}, headers=admin)
+        created.raise_for_status()
+        key = created.json()
+        headers = {"Authorization": f"Bearer {key['key']}"}
+        assert (await http.get(f"{b}/v1/me", headers=headers)).status_code == 200
+        accepted: list[float] = []
+        stop = asyncio.Event()
+
+        async def client() -> None:
+            while not stop.is_set():
+                answer = await http.get(f"{b}/v1/me", headers=headers)
+                if answer.status_code == 200:
+                    accepted.append(time.monotonic())
+
+        clients = [asyncio.create_task(client()) for _ in range(CLIENTS)]
+        await asyncio.sleep(0.3)
+        revoked = await http.delete(
+            f"{a}/admin/v1/tenants/{tenant_id}/keys/{key['id']}", headers=admin
+        )
+        answered = time.monotonic()
+        revoked.raise_for_status()
+        await asyncio.sleep(AFTER_SECONDS)
+        stop.set()
+        await asyncio.gather(*clients)
+    return (max(accepted) - answered) * 1e3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tenantgate-revocation-") as temp:
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "tenantgate", "dev", "--port", str(_free_port()),
+             "--data-dir", str(Path(temp) / "stack")],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        other = None
+        try:
+            assert dev.stdout is not None
+            ready = json.loads(dev.stdout.readline())
+            port = _free_port()
+            other = subprocess.Popen(
+                [sys.executable, "-m", "tenantgate", "serve", "--port", str(port)],
+                env={**os.environ, **ready["service_env"]},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            a, b = ready["url"], f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{b}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("the second instance did not come up")
+                time.sleep(0.2)
+            admin = {"Authorization": f"Bearer {ready['admin_token']}"}
+            created = httpx.post(
+                f"{a}/admin/v1/tenants", json={"name": "revocations", "plan": "enterprise"},
+                headers=admin, timeout=30,
+            )  # fmt: skip
+            created.raise_for_status()
+            tenant_id = created.json()["tenant"]["id"]
+            reach = [asyncio.run(_round(a, b, admin, tenant_id)) for _ in range(options.rounds)]
+        finally:
+            for process in (other, dev):
+                if process is not None and process.poll() is None:
+                    os.killpg(process.pid, signal.SIGINT)
+                    process.wait(timeout=60)
+    reach.sort()
+    print(
+        f"revocation through instance A, last 200 from instance B after A's answer "
+        f"({options.rounds} rounds, {CLIENTS} clients on B): "
+        f"median {statistics.median(reach):.1f} ms, max {reach[-1]:.1f} ms, "
+        f"rounds with none after: {sum(r <= 0 for r in reach)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

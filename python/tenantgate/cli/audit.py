@@ -9,7 +9,6 @@ locked audit bucket, and names the first bad record: it prints one JSON line on 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Mapping
@@ -19,9 +18,8 @@ from typing import TYPE_CHECKING, Final, TextIO
 from tenantgate.audit import VerifyReport, verify
 from tenantgate.audit.seal import AuditSealer, Sealed, describe
 from tenantgate.cli.exit_codes import ExitCode
-from tenantgate.cli.reporting import failure_line, load_settings
+from tenantgate.cli.reporting import run_with_settings
 from tenantgate.db.pool import open_database
-from tenantgate.errors import TenantgateError
 from tenantgate.storage import open_storage
 
 if TYPE_CHECKING:
@@ -83,14 +81,11 @@ def run_verify(
     """``tenantgate audit verify``; returns the exit status."""
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
-    settings = load_settings(_VERIFY, environ, err)
-    if settings is None:
-        return ExitCode.USAGE
-    try:
-        report = asyncio.run(_verify(settings, seals=seals))
-    except TenantgateError as exc:
-        print(failure_line(_VERIFY, exc), file=err)
-        return ExitCode.FAILURE
+    report = run_with_settings(
+        _VERIFY, environ, err, lambda settings: _verify(settings, seals=seals)
+    )
+    if isinstance(report, ExitCode):
+        return report
     first_bad = str(report.first_bad) if report.first_bad is not None else None
     line = {"ok": report.ok, "checked": report.checked, "first_bad": first_bad}
     print(
@@ -111,14 +106,9 @@ def run_seal(
     """``tenantgate audit seal``; returns the exit status."""
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
-    settings = load_settings(_SEAL, environ, err)
-    if settings is None:
-        return ExitCode.USAGE
-    try:
-        sealed = asyncio.run(_seal(settings))
-    except TenantgateError as exc:
-        print(failure_line(_SEAL, exc), file=err)
-        return ExitCode.FAILURE
+    sealed = run_with_settings(_SEAL, environ, err, _seal)
+    if isinstance(sealed, ExitCode):
+        return sealed
     print(json.dumps(describe(sealed)), file=out)
     return ExitCode.OK
 

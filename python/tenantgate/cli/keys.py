@@ -10,7 +10,6 @@ tenant, it is not shown again — and a summary on stderr. Run it from cron, say
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Mapping
@@ -20,9 +19,9 @@ import msgspec
 
 from tenantgate.cli.arguments import at_least_one
 from tenantgate.cli.exit_codes import ExitCode
-from tenantgate.cli.reporting import failure_line, load_settings
+from tenantgate.cli.reporting import run_with_settings
 from tenantgate.db.pool import open_database
-from tenantgate.errors import NotFoundError, TenantgateError
+from tenantgate.errors import NotFoundError
 from tenantgate.hsm import Hsm
 from tenantgate.identity import IdentityCache
 from tenantgate.keys import KeyHasher, Verifier
@@ -74,14 +73,11 @@ def run_rotate_due(
     """``tenantgate keys rotate-due``; returns the exit status."""
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
-    settings = load_settings(_PREFIX, environ, err)
-    if settings is None:
-        return ExitCode.USAGE
-    try:
-        rotated = asyncio.run(_rotate_due(settings, within_days, grace_seconds))
-    except TenantgateError as exc:
-        print(failure_line(_PREFIX, exc), file=err)
-        return ExitCode.FAILURE
+    rotated = run_with_settings(
+        _PREFIX, environ, err, lambda settings: _rotate_due(settings, within_days, grace_seconds)
+    )
+    if isinstance(rotated, ExitCode):
+        return rotated
     for line in rotated:
         print(json.dumps(line), file=out)
     print(f"{_PREFIX}: rotated {len(rotated)} keys", file=err)

@@ -9,16 +9,14 @@ now. Prints one line per tenant removed and a summary on stderr.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, TextIO
 
 from tenantgate.cache import open_redis
 from tenantgate.cli.exit_codes import ExitCode
-from tenantgate.cli.reporting import failure_line, load_settings
+from tenantgate.cli.reporting import run_with_settings
 from tenantgate.db.pool import open_database
-from tenantgate.errors import TenantgateError
 from tenantgate.settings import Settings
 from tenantgate.storage import open_storage
 from tenantgate.tenancy.provisioning import Provisioner, RepairReport
@@ -55,14 +53,9 @@ def run_repair(
 ) -> ExitCode:
     """``tenantgate tenants repair``; returns the exit status."""
     err = sys.stderr if stderr is None else stderr
-    settings = load_settings(_PREFIX, environ, err)
-    if settings is None:
-        return ExitCode.USAGE
-    try:
-        report = asyncio.run(_repair(settings))
-    except TenantgateError as exc:
-        print(failure_line(_PREFIX, exc), file=err)
-        return ExitCode.FAILURE
+    report = run_with_settings(_PREFIX, environ, err, _repair)
+    if isinstance(report, ExitCode):
+        return report
     for tenant_id in report.removed:
         print(f"{_PREFIX}: removed tenant {tenant_id}", file=err)
     for tenant_id in report.busy:

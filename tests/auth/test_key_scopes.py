@@ -90,6 +90,23 @@ def test_a_key_limited_to_networks_works_only_from_them(
     assert (refused.status_code, refused.content) == (403, FORBIDDEN_BODY)
 
 
+def test_requests_refused_for_scope_or_network_spend_none_of_the_tenants_budget(
+    served: str, service: Any, make_tenant: Any, admin_headers: dict[str, str]
+) -> None:
+    """A leaked restricted key, used from the wrong network or for the wrong thing, cannot
+    drain its tenant's rate limit: refusals are decided before a token is taken."""
+    tenant = make_tenant(plan="free")  # burst 20
+    remote = _key(service, admin_headers, tenant, allowed_cidrs=["10.0.0.0/8"])
+    reader = _key(service, admin_headers, tenant, scopes=["items:read"])
+    with httpx.Client(base_url=served) as client:
+        for _ in range(30):
+            assert client.get("/v1/me", headers=_bearer(remote)).status_code == 403
+            assert client.get("/v1/cache/k", headers=_bearer(reader)).status_code == 403
+        answer = client.get("/v1/me", headers=tenant.headers)
+    assert answer.status_code == 200
+    assert int(answer.headers["RateLimit-Remaining"]) >= 18
+
+
 def test_rotation_keeps_the_limits(
     service: Any, make_tenant: Any, admin_headers: dict[str, str]
 ) -> None:

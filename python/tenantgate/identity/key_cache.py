@@ -116,6 +116,7 @@ class KeyEntry:
         "networks",
         "policy_name",
         "quota",
+        "restricted",
         "scopes",
         "sunset_headers",
     )
@@ -147,6 +148,8 @@ class KeyEntry:
         """What the key may do; None for everything (the common case, checked for free)."""
         self.networks = tuple(ip_network(cidr, strict=False) for cidr in allowed_cidrs)
         """Where the key may be used from; empty for anywhere."""
+        self.restricted = self.scopes is not None or bool(self.networks)
+        """Whether each request must pass :meth:`refusal` before it is charged."""
 
     def refusal(self, required_scope: str | None, address: Callable[[], str]) -> str | None:
         """Why the key may not make this request (its scopes, its networks), or None."""
@@ -312,20 +315,24 @@ class KeyCache:
             self._remember_good(digest, record.key_id if via_hsm else None)
         quota = self._plans.quota(PlanRecord(record.plan, record.rate_per_second, record.burst))
         tenant_id = str(record.tenant_id)
+        entry = KeyEntry(
+            identity,
+            quota,
+            self.counts.of(record.plan),
+            record.expires_at,
+            record.scopes,
+            record.allowed_cidrs,
+        )
         self.verifier.insert(
             digest,
             tenant_id=tenant_id,
             key_id=str(record.key_id),
             expires_at=record.expires_at.timestamp() if record.expires_at is not None else None,
             usable=record.usable,
-            payload=KeyEntry(
-                identity,
-                quota,
-                self.counts.of(record.plan),
-                record.expires_at,
-                record.scopes,
-                record.allowed_cidrs,
-            ),
-            quota=quota,
-            bucket=tenant_id,
+            payload=entry,
+            # A key restricted by scope or network is charged only once its request passed
+            # those checks (in the middleware), so a leaked key used from the wrong place
+            # cannot spend its tenant's budget; every other key is charged in the one call.
+            quota=None if entry.restricted else quota,
+            bucket=None if entry.restricted else tenant_id,
         )

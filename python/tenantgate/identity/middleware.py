@@ -127,7 +127,8 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
             await send_forbidden(send)
             return
         entry: KeyEntry = decision.payload  # type: ignore[assignment]
-        if entry.scopes is not None or entry.networks:
+        if entry.restricted:
+            # Cached without a quota (see KeyCache): checked first, charged after.
             handler = scope.get("route_handler")
             required = handler.opt.get(SCOPE_OPT) if handler is not None else None
             refused = entry.refusal(required, lambda: source_address(scope, self._trusted_proxies))
@@ -139,6 +140,7 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
                 }
                 await send_forbidden(send)
                 return
+            decision = limiter.try_acquire(entry.bucket, entry.quota)
         allowed = decision.allowed
         rendered: RateDecision = decision
         cluster = self._cluster

@@ -12,7 +12,7 @@ from tenantgate.app import create_app
 
 pytestmark = [pytest.mark.servers, pytest.mark.anyio]
 
-ROUNDS = 10
+ROUNDS = 6
 TENANTS_A_ROUND = 8
 # Every tenant is deleted by the end: each also holds an S3 identity, and SeaweedFS's IAM writes
 # slow down with the number of identities it keeps.

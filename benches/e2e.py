@@ -4,7 +4,7 @@ Run with `make bench-e2e` (`--quick` in CI). Needs `wrk` (Debian package `wrk`);
 generator is ours (`benches/loadgen`, built by the make target).
 
 What runs: `tenantgate dev` (one granian worker unless `--workers`), a tenant on a plan that
-never refuses, 300,000 items inserted into its schema (100,000 in quick mode), and the same rows
+never refuses, 300,000 items inserted into its schema (30,000 in quick mode), and the same rows
 copied into `baseline.items` for the **baseline** (`benches/baseline_app.py`: plain Litestar +
 asyncpg on granian, same worker count, the row read by primary key, no tenancy). Each route is
 loaded in turn on loopback:
@@ -71,7 +71,7 @@ class Mode:
 
 
 FULL = Mode(seconds=8, rounds=2, items=300_000, cores=("native", "reference"))
-QUICK = Mode(seconds=2, rounds=1, items=100_000, cores=("native",))
+QUICK = Mode(seconds=2, rounds=1, items=30_000, cores=("native",))
 
 
 @dataclass

@@ -42,7 +42,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tenantgate.dev.ports import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -85,13 +86,6 @@ class Route:
     method: str = "GET"
     body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_until_up(url: str, seconds: float = 60) -> None:

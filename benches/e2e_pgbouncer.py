@@ -16,7 +16,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,17 +24,12 @@ from pathlib import Path
 
 import httpx
 
+from tenantgate.dev.ports import free_port
+
 ROUNDS = 3
 DURATION_SECONDS = 10
 CONNECTIONS = 32
 THREADS = 1
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 MISS_ITEMS = 100_000

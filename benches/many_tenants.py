@@ -50,6 +50,8 @@ from typing import Any
 
 import httpx
 
+from tenantgate.dev.ports import free_port
+
 QUICK_TENANTS = 200
 S3_TENANTS = 100
 QUICK_S3_TENANTS = 10
@@ -74,15 +76,6 @@ request = function()
 end
 """
 """A wrk script: every request reads a random tenant's item with that tenant's key."""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,15 +27,11 @@ from pathlib import Path
 
 import httpx
 
+from e2e import wait_until_up
+from tenantgate.dev.ports import free_port
+
 CLIENTS = 4
 AFTER_SECONDS = 1.5
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def _round(a: str, b: str, admin: dict[str, str], tenant_id: str) -> float:
@@ -74,7 +69,7 @@ def main() -> int:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tenantgate-revocation-") as temp:
         dev = subprocess.Popen(
-            [sys.executable, "-m", "tenantgate", "dev", "--port", str(_free_port()),
+            [sys.executable, "-m", "tenantgate", "dev", "--port", str(free_port()),
              "--data-dir", str(Path(temp) / "stack")],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             start_new_session=True,
@@ -83,23 +78,14 @@ def main() -> int:
         try:
             assert dev.stdout is not None
             ready = json.loads(dev.stdout.readline())
-            port = _free_port()
+            port = free_port()
             other = subprocess.Popen(
                 [sys.executable, "-m", "tenantgate", "serve", "--port", str(port)],
                 env={**os.environ, **ready["service_env"]},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
             a, b = ready["url"], f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{b}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("the second instance did not come up")
-                time.sleep(0.2)
+            wait_until_up(b)
             admin = {"Authorization": f"Bearer {ready['admin_token']}"}
             created = httpx.post(
                 f"{a}/admin/v1/tenants", json={"name": "revocations", "plan": "enterprise"},

@@ -398,26 +398,23 @@ class _Environment:
             self._check_url(name, value, schemes=schemes)
         return value
 
-    def positive_int(self, name: str, *, default: int) -> int:
+    def _whole_number(self, name: str, default: int) -> int:
         value = self.optional(name)
         if value is None:
             return default
         try:
-            number = int(value)
+            return int(value)
         except ValueError:
             raise self.malformed(name, "must be a whole number") from None
+
+    def positive_int(self, name: str, *, default: int) -> int:
+        number = self._whole_number(name, default)
         if number < 1:
             raise self.malformed(name, "must be at least 1")
         return number
 
     def bounded_int(self, name: str, *, default: int, low: int, high: int) -> int:
-        value = self.optional(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise self.malformed(name, "must be a whole number") from None
+        number = self._whole_number(name, default)
         if not low <= number <= high:
             raise self.malformed(name, f"must be from {low} to {high:,}")
         return number

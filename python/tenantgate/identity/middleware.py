@@ -133,9 +133,15 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
             handler = scope.get("route_handler")
             required = handler.opt.get(SCOPE_OPT) if handler is not None else None
             address = source_address(scope, self._trusted_proxies)
+            scope_bit = SCOPE_BITS.get(required, 0)
             decision = verifier.verify_and_acquire(
-                authorization, host, limiter, 1, SCOPE_BITS.get(required, 0), address
+                authorization, host, limiter, 1, scope_bit, address
             )
+            if type(decision) is Miss:  # the record expired between the two calls
+                await self._keys.resolve(decision, authorization)
+                decision = verifier.verify_and_acquire(
+                    authorization, host, limiter, 1, scope_bit, address
+                )
             if type(decision) is Restricted and decision.check is not None:
                 refused: KeyEntry = decision.payload  # type: ignore[assignment]
                 check = decision.check

@@ -19,6 +19,7 @@ __all__ = [
     "SCOPE_OPT",
     "Scope",
     "require_scope",
+    "scope_bit",
     "scope_mask",
 ]
 
@@ -35,8 +36,11 @@ Scope = Literal[
 ALL_SCOPES: Final[tuple[str, ...]] = get_args(Scope)
 """Every scope, in the documented order: what a key gets unless it asks for fewer."""
 
-SCOPE_BITS: Final[dict[str | None, int]] = {name: 1 << i for i, name in enumerate(ALL_SCOPES)}
+SCOPE_BITS: Final[dict[str, int]] = {name: 1 << i for i, name in enumerate(ALL_SCOPES)}
 """Each scope's bit in a key record's scope mask (the native verifier checks the mask)."""
+
+_NO_KEY_HAS: Final = 1 << 15
+"""The bit of a scope that is not one of :data:`ALL_SCOPES`: in no restricted key's mask."""
 
 SCOPE_OPT: Final = "tenantgate_scope"
 """The key in a route handler's ``opt`` naming the scope the route needs."""
@@ -54,6 +58,14 @@ def scope_mask(scopes: Iterable[str] | None) -> int | None:
     for scope in scopes:
         mask |= SCOPE_BITS[scope]
     return None if mask == (1 << len(ALL_SCOPES)) - 1 else mask
+
+
+def scope_bit(needed: str | None) -> int:
+    """The bit a request needing ``needed`` asks the key record for: 0 for none; a name that
+    is not a scope asks for a bit no restricted key has (refused, as an unknown scope was)."""
+    if needed is None:
+        return 0
+    return SCOPE_BITS.get(needed, _NO_KEY_HAS)
 
 
 def require_scope(state: Mapping[str, Any], needed: str) -> None:

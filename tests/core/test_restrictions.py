@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tenantgate import _native as native
 from tenantgate import reference as ref
-from tenantgate.scopes import ALL_SCOPES, SCOPE_BITS, scope_mask
+from tenantgate.scopes import ALL_SCOPES, SCOPE_BITS, scope_bit, scope_mask
 
 IMPLS = pytest.mark.parametrize("impl", [native, ref], ids=["native", "reference"])
 PEPPER = b"restriction-test-pepper-32-bytes"
@@ -145,6 +145,22 @@ def test_every_scope_is_no_restriction() -> None:
     assert scope_mask(None) is None
     assert scope_mask(["items:read"]) == 1
     assert scope_mask(["audit:read", "items:read"]) == 1 | 1 << 6
+
+
+@IMPLS
+def test_a_route_needing_a_name_that_is_no_scope_is_refused_to_a_restricted_key(
+    impl: ModuleType,
+) -> None:
+    assert scope_bit(None) == 0
+    assert scope_bit("items:write") == SCOPE_BITS["items:write"]
+    limiter = impl.Limiter()
+    every_scope_but_one = verifier_with(impl, EVERY_SCOPE ^ 1, [])
+    for name in ("items:admin", "billing:read", ""):
+        answer = outcome(impl, every_scope_but_one, limiter, scope_bit(name), None)
+        assert answer == ("restricted", "scope"), name
+    assert outcome(impl, verifier_with(impl, None, []), limiter, scope_bit("x:y"), None)[0] == (
+        "charged"
+    )
 
 
 @st.composite

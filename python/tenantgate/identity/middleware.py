@@ -37,7 +37,7 @@ from tenantgate.identity.responses import (
 )
 from tenantgate.keys import Miss, Restricted
 from tenantgate.limits import Decision
-from tenantgate.scopes import KEY_SCOPES_STATE_KEY, SCOPE_BITS, SCOPE_OPT
+from tenantgate.scopes import KEY_SCOPES_STATE_KEY, SCOPE_OPT, scope_bit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -133,14 +133,12 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
             handler = scope.get("route_handler")
             required = handler.opt.get(SCOPE_OPT) if handler is not None else None
             address = source_address(scope, self._trusted_proxies)
-            scope_bit = SCOPE_BITS.get(required, 0)
-            decision = verifier.verify_and_acquire(
-                authorization, host, limiter, 1, scope_bit, address
-            )
+            needed = scope_bit(required)
+            decision = verifier.verify_and_acquire(authorization, host, limiter, 1, needed, address)
             if type(decision) is Miss:  # the record expired between the two calls
                 await self._keys.resolve(decision, authorization)
                 decision = verifier.verify_and_acquire(
-                    authorization, host, limiter, 1, scope_bit, address
+                    authorization, host, limiter, 1, needed, address
                 )
             if type(decision) is Restricted and decision.check is not None:
                 refused: KeyEntry = decision.payload  # type: ignore[assignment]

@@ -5,7 +5,8 @@
 - a lifespan that opens the backing services' clients (:mod:`tenantgate.resources`) at
   start-up, keeps them on ``app.state`` and closes them at shutdown, and meanwhile seals the
   audit chains every ``TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS`` (:mod:`tenantgate.audit.seal`;
-  the ``audit_signer`` argument signs the seals);
+  the ``audit_signer`` argument signs the seals, by default the HSM's seal key when an HSM is
+  configured: :mod:`tenantgate.audit.seal_signer`);
 - the dependencies ``resources`` (:class:`~tenantgate.resources.Resources`), ``admin``
   and ``sealer`` (:class:`~tenantgate.audit.seal.AuditSealer`), and for tenant
   routes ``tenant``, ``db`` (a tenant transaction), ``cache`` (the tenant's

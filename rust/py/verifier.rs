@@ -123,11 +123,12 @@ impl Restricted {
         }
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!(
-            "Restricted(check={:?})",
-            self.check(py).map(ToString::to_string)
-        )
+    fn __repr__(&self) -> &'static str {
+        match self.check {
+            Check::Unchecked => "Restricted(check=None)",
+            Check::Scope => "Restricted(check='scope')",
+            Check::SourceAddress => "Restricted(check='source address')",
+        }
     }
 }
 

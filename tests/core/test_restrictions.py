@@ -64,6 +64,7 @@ def outcome(impl: ModuleType, verifier: Any, limiter: Any, scope: int | None, ad
     answer = verifier.verify_and_acquire(f"Bearer {KEY}", None, limiter, 1, scope, address)
     if type(answer) is impl.Restricted:
         assert answer.payload == "p"
+        assert repr(answer) == f"Restricted(check={answer.check!r})"
         return ("restricted", answer.check)
     assert type(answer) is impl.Decision, answer
     return ("charged", answer.allowed, answer.limit, answer.remaining)

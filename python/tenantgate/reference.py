@@ -526,18 +526,20 @@ class Verifier:
         payload: object,
         quota: Quota | None = None,
         bucket: str | None = None,
+        ttl_seconds: float | None = None,
     ) -> None:
-        """Cache the answer for ``digest`` for ``ttl_seconds``.
+        """Cache the answer for ``digest`` for ``ttl_seconds`` (default: the verifier's).
 
         ``quota`` and ``bucket`` (default: the tenant id) are only used by verify_and_acquire.
         """
+        ttl_ns = self._ttl_ns if ttl_seconds is None else _ttl_ns(ttl_seconds, "ttl_seconds")
         if expires_at is None:
             expiry = _INF
         elif math.isnan(expires_at):
             raise ValueError("expires_at must not be NaN")
         else:
             expiry = float(expires_at)
-        stale_at = self._monotonic_ns() + self._ttl_ns
+        stale_at = self._monotonic_ns() + ttl_ns
         if bucket is None:
             bucket = tenant_id
         entry = (stale_at, tenant_id, key_id, expiry, bool(usable), payload, quota, bucket)
@@ -581,6 +583,23 @@ class Verifier:
         """Forget every cached entry (domain bindings stay)."""
         with self._lock:
             self._entries.clear()
+
+    def shorten(self, within_seconds: float) -> int:
+        """Make every record that would stay fresh longer than ``within_seconds`` go stale
+        within them, each at its own point of that span (spread by its digest); refusals
+        stay. How many were shortened."""
+        within = _ttl_ns(within_seconds, "within_seconds")
+        shortened = 0
+        with self._lock:
+            now = self._monotonic_ns()
+            entries = self._entries
+            for digest, entry in entries.items():
+                if entry[1] is None or entry[0] <= now + within:
+                    continue
+                spread = 1 + int.from_bytes(digest[16:24], "little") % within
+                entries[digest] = (now + spread, *entry[1:])
+                shortened += 1
+        return shortened
 
     def __len__(self) -> int:
         return len(self._entries)

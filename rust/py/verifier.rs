@@ -190,11 +190,12 @@ impl Verifier {
         hash_with(py, key, |k| self.inner.hash(k))
     }
 
-    /// Caches a key record for `digest` for the TTL. `quota` and `bucket` (default: the
-    /// tenant id) are only used by `verify_and_acquire`.
+    /// Caches a key record for `digest` for the TTL (or `ttl_seconds`). `quota` and `bucket`
+    /// (default: the tenant id) are only used by `verify_and_acquire`.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         digest, *, tenant_id, key_id, expires_at, usable, payload, quota = None, bucket = None,
+        ttl_seconds = None,
     ))]
     fn insert(
         &self,
@@ -207,6 +208,7 @@ impl Verifier {
         payload: Py<PyAny>,
         quota: Option<Py<Quota>>,
         bucket: Option<Bound<'_, PyString>>,
+        ttl_seconds: Option<f64>,
     ) -> PyResult<()> {
         let digest = convert::digest(digest)?;
         let tenant = tenant_id.to_str()?;
@@ -234,7 +236,11 @@ impl Verifier {
                 limit,
             },
         };
-        Ok(self.inner.insert(&digest, record).map_err(Error)?)
+        let inserted = match ttl_seconds {
+            None => self.inner.insert(&digest, record),
+            Some(ttl) => self.inner.insert_for(&digest, record, ttl),
+        };
+        Ok(inserted.map_err(Error)?)
     }
 
     /// Caches a refusal for `digest` for the negative TTL.
@@ -266,6 +272,12 @@ impl Verifier {
     /// Drops every cached entry (domain bindings stay).
     fn clear(&self) {
         self.inner.clear();
+    }
+
+    /// Makes every record that would stay fresh longer than `within_seconds` go stale within
+    /// them, each at its own point (spread by digest); refusals stay. How many were shortened.
+    fn shorten(&self, within_seconds: f64) -> PyResult<usize> {
+        Ok(self.inner.shorten(within_seconds).map_err(Error)?)
     }
 
     fn __len__(&self) -> usize {

@@ -160,34 +160,3 @@ def test_a_lapse_cuts_every_long_trusted_record_back_to_within_the_ttl(
     clock.advance(1.0)
     missed = [k for k in keys if cache.keys.verifier.verify(f"Bearer {k}") != k]
     assert missed == keys, "every record trusted on the lapsed proof is looked up again"
-
-
-def test_records_are_trusted_long_only_while_live_and_unchanged(
-    identity_cache: tuple[ManualClock, IdentityCache],
-) -> None:
-    clock, cache = identity_cache
-    keys = cache.keys
-    assert keys._trust_for(unchanged=True) is None, "not live yet: the TTL"
-    _ping_answered(cache.liveness)
-    assert keys._trust_for(unchanged=True) == 60.0
-    assert keys._trust_for(unchanged=False) is None, "a change was announced meanwhile"
-    clock.advance(WINDOW_SECONDS)
-    assert keys._trust_for(unchanged=True) is None, "the proof lapsed"
-
-
-def test_a_change_announced_during_a_lookup_makes_it_short_lived(
-    identity_cache: tuple[ManualClock, IdentityCache],
-) -> None:
-    """Every invalidation counts: one that lands while a lookup runs leaves the lookup's record
-    (possibly read before the change committed) at the TTL."""
-    _, cache = identity_cache
-    keys = cache.keys
-    for invalidate in (
-        lambda: cache.apply_announcement(f"key:{uuid.uuid4()}"),
-        lambda: cache.apply_announcement(f"tenant:{uuid.uuid4()}"),
-        cache.forget_everything,
-        keys.shorten,
-    ):
-        before = keys._changes
-        invalidate()
-        assert keys._changes > before

@@ -100,7 +100,8 @@ def sunset_headers(
 ) -> list[tuple[bytes, bytes]]:
     """``Deprecation`` (RFC 9745: since when, ``@`` Unix seconds) and ``Sunset`` (RFC 8594: when,
     an HTTP date) for a key that expires within :data:`SUNSET_NOTICE`; else no header. Worked
-    out when the key's record is cached (a record lives one second), not per request."""
+    out when the key's record is cached (a record lives a second, or up to a minute while
+    the subscription is live: the headers may start that much late), not per request."""
     if expires_at is None:
         return []
     now = now if now is not None else datetime.now(UTC)

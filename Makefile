@@ -60,11 +60,15 @@ lint: $(INSTALLED) ## ruff, mypy --strict, cargo fmt and clippy
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# The suite runs in this many processes (pytest-xdist), each with its own embedded stack; a
+# test file stays in one process, so its module fixtures are made once.
+TEST_WORKERS ?= 2
+
 .PHONY: test
 test: build lint ## cargo test, stub check, and the whole pytest suite against real servers
 	cargo test --workspace --quiet
 	$(BIN)/python -m mypy.stubtest tenantgate._native
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) --dist loadfile --durations 15
 
 .PHONY: fuzz-api
 fuzz-api: build ## schemathesis, all checks, against a fresh `tenantgate dev`: tenant, admin and service APIs
@@ -108,7 +112,7 @@ bench-tenants: build ## 10,000 tenants: provisioning, migrate killed and resumed
 
 .PHONY: bench-tenants-quick
 bench-tenants-quick: BENCH_TENANTS_ARGS := --quick
-bench-tenants-quick: bench-tenants ## The same with 200 tenants (10 with the S3 step), 3 s wrk rounds (CI)
+bench-tenants-quick: bench-tenants ## The same with 200 tenants (10 with the S3 step), 3 s wrk rounds
 
 .PHONY: clean
 clean: ## Remove build products, the virtualenv and the dev data folder

@@ -223,6 +223,45 @@ def test_auth_and_limit(benchmark, impl, keys, store):
         assert len(limiter) == OPS
 
 
+@IMPLS
+def test_auth_and_limit_restricted(benchmark, impl, keys):
+    """A key restricted by scope and network, as the middleware runs it: the first call
+    answers ``Restricted`` (charging nothing), the second passes the route's scope bit and the
+    source address, which the record checks before it charges."""
+    benchmark.group = "auth+limit.restricted"
+    quota = impl.Quota(1e9, 1_000_000_000)
+    verifier = impl.Verifier(PEPPER, ttl_seconds=3600.0)
+    for i, key in enumerate(keys):
+        verifier.insert(
+            verifier.hash(key),
+            tenant_id=f"tenant-{i}",
+            key_id=f"key-{i}",
+            expires_at=None,
+            usable=True,
+            payload=i,
+            quota=quota,
+            scopes=0b0010101,  # the three :read scopes
+            networks=["10.0.0.0/8", "2001:db8::/32"],
+        )
+    limiter = impl.Limiter()
+    headers = [f"Bearer {k}".encode() for k in keys]
+    host = HOST.encode()
+    fused, restricted = verifier.verify_and_acquire, impl.Restricted
+
+    def requests() -> Any:
+        decision = None
+        for header in headers:
+            decision = fused(header, host, limiter)
+            if type(decision) is restricted:
+                decision = fused(header, host, limiter, 1, 0b1, "10.1.2.3")
+        return decision
+
+    decision = run(benchmark, impl, requests)
+    assert type(decision) is impl.Decision
+    assert decision.payload == OPS - 1
+    assert decision.allowed
+
+
 class Brake:
     """The guessing brake as :class:`tenantgate.identity.brake.GuessingBrake` checks it, over
     either implementation's limiter: an address is braked when its bucket of failures is

@@ -320,6 +320,11 @@ def direct_service_environment(stack_info: StackInfo) -> dict[str, str]:
 def service_settings(service_environment: dict[str, str]) -> Any:
     from tenantgate.settings import Settings
 
+    # The in-process service signs audit seals in the HSM (when the stack has one): the
+    # PKCS#11 library reads SOFTHSM2_CONF from this process's environment, as a served
+    # instance reads it from the environment it is given.
+    if "SOFTHSM2_CONF" in service_environment:
+        os.environ["SOFTHSM2_CONF"] = service_environment["SOFTHSM2_CONF"]
     return Settings.from_env(service_environment)
 
 

@@ -3,6 +3,7 @@
 Kept honest by ``python -m mypy.stubtest tenantgate._native``.
 """
 
+from collections.abc import Sequence
 from typing import Self, final
 
 from typing_extensions import Buffer
@@ -15,6 +16,7 @@ __all__ = [
     "Miss",
     "ParsedKey",
     "Quota",
+    "Restricted",
     "Verifier",
     "audit_record_hash",
     "constant_time_eq",
@@ -88,6 +90,18 @@ class Miss:
     def display_prefix(self) -> str: ...
 
 @final
+class Restricted:
+    """``verify_and_acquire``'s hit on a key restricted by scope or network, stopped before
+    anything was charged."""
+
+    @property
+    def payload(self) -> object: ...
+    @property
+    def check(self) -> str | None:
+        """``"scope"``, ``"source address"``, or None when the call lacked the request's
+        scope or address (call again with both)."""
+
+@final
 class Verifier:
     """The in-process cache of key records and the one-call ``verify`` hot path."""
 
@@ -110,11 +124,17 @@ class Verifier:
         host: bytes | str | None,
         limiter: Limiter,
         cost: int = 1,
-    ) -> Decision | Miss | None:
-        """``verify``, then on a hit ``limiter.try_acquire(bucket, quota, cost)`` with the
-        bucket and quota the record was inserted with: on a hit, a ``Decision`` whose
-        ``payload`` is the record's (a record without a quota gets an allowed Decision with
-        ``limit == 0``, having charged nothing); ``Miss``; or ``None``."""
+        scope: int | None = None,
+        address: str | None = None,
+    ) -> Decision | Restricted | Miss | None:
+        """``verify``, then on a hit check the record's scopes and networks (if it was
+        inserted with any) against ``scope`` (the bit of the scope the request needs, 0 for
+        none) and ``address`` (the request's source address), then
+        ``limiter.try_acquire(bucket, quota, cost)`` with the bucket and quota the record was
+        inserted with: on a hit, a ``Decision`` whose ``payload`` is the record's (a record
+        without a quota gets an allowed Decision with ``limit == 0``, having charged nothing)
+        or a ``Restricted`` (a check stopped it; nothing charged); ``Miss``; or ``None``. An
+        unrestricted record never reads ``scope`` nor ``address``."""
     def hash(self, key: str | bytes) -> bytes: ...
     def insert(
         self,
@@ -127,9 +147,13 @@ class Verifier:
         payload: object,
         quota: Quota | None = None,
         bucket: str | None = None,
+        scopes: int | None = None,
+        networks: Sequence[str] = ...,
         ttl_seconds: float | None = None,
     ) -> None:
-        """Cache the record for ``ttl_seconds`` (default: the verifier's TTL)."""
+        """Cache a record for ``ttl_seconds`` (default: the verifier's TTL); ``scopes`` is a
+        mask of scope bits (None: every scope), ``networks`` IPv4/IPv6 CIDRs or addresses
+        (parsed now; ValueError for one that does not parse)."""
     def insert_refusal(self, digest: bytes) -> None: ...
     def invalidate_key(self, key_id: str) -> bool: ...
     def invalidate_tenant(self, tenant_id: str) -> int: ...

@@ -240,11 +240,11 @@ class Hsm:
                 _logger.debug("closing the HSM session: %s", _describe(exc))
 
 
-def ensure_hmac_key(settings: HsmSettings) -> None:
-    """Find or generate the HMAC key, then release the library (before worker processes fork:
-    a PKCS#11 library must not be carried across ``fork``). Raises
+def ensure_hmac_key(settings: HsmSettings, key_label: str = HMAC_KEY_LABEL) -> None:
+    """Find or generate the HMAC key labelled ``key_label``, then release the library (before
+    worker processes fork: a PKCS#11 library must not be carried across ``fork``). Raises
     :class:`~tenantgate.errors.HsmUnavailableError` if the HSM fails."""
-    hsm = Hsm(settings)
+    hsm = Hsm(settings, key_label=key_label)
     try:
         hsm.ensure_key()
     finally:

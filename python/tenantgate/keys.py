@@ -16,7 +16,8 @@ before any lookup. Keys are stored only as HMAC-SHA-256 digests under a server-s
 - :class:`Verifier` — ``verify(authorization, host)`` answers the cached payload, ``None``
   (refuse: malformed, revoked, expired, unusable, cached refusal, or a key of another tenant on
   a bound custom domain) or a :class:`Miss` carrying the digest to look up and
-  :meth:`~Verifier.insert`.
+  :meth:`~Verifier.insert`. ``verify_and_acquire`` also charges the record's bucket, after
+  checking its scopes and networks (a :class:`Restricted` when they stop the request).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tenantgate.core import implementation as _core
 KeyHasher = _core.KeyHasher
 Miss = _core.Miss
 ParsedKey = _core.ParsedKey
+Restricted = _core.Restricted
 Verifier = _core.Verifier
 constant_time_eq = _core.constant_time_eq
 generate_key = _core.generate_key
@@ -36,6 +38,7 @@ __all__ = [
     "KeyHasher",
     "Miss",
     "ParsedKey",
+    "Restricted",
     "Verifier",
     "constant_time_eq",
     "generate_key",

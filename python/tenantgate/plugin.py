@@ -5,7 +5,8 @@
 - a lifespan that opens the backing services' clients (:mod:`tenantgate.resources`) at
   start-up, keeps them on ``app.state`` and closes them at shutdown, and meanwhile seals the
   audit chains every ``TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS`` (:mod:`tenantgate.audit.seal`;
-  the ``audit_signer`` argument signs the seals);
+  the ``audit_signer`` argument signs the seals, by default the HSM's seal key when an HSM is
+  configured: :mod:`tenantgate.audit.seal_signer`);
 - the dependencies ``resources`` (:class:`~tenantgate.resources.Resources`), ``admin``
   and ``sealer`` (:class:`~tenantgate.audit.seal.AuditSealer`), and for tenant
   routes ``tenant``, ``db`` (a tenant transaction), ``cache`` (the tenant's
@@ -42,7 +43,8 @@ from litestar.plugins import InitPluginProtocol
 
 from tenantgate.audit import AuditWriter
 from tenantgate.audit.middleware import AuditMiddleware
-from tenantgate.audit.seal import AuditSealer, Signer
+from tenantgate.audit.seal import AuditSealer, SealCounts, Signer
+from tenantgate.audit.seal_signer import HsmSealSigner
 from tenantgate.cache import TenantCache
 from tenantgate.cache.announcements import Announcer, listen
 from tenantgate.cache.client import open_redis
@@ -216,6 +218,7 @@ class TenantGatePlugin(InitPluginProtocol):
         "issuer",
         "limiter",
         "metrics",
+        "seal_counts",
         "settings",
         "tenant_path_prefixes",
     )
@@ -230,8 +233,11 @@ class TenantGatePlugin(InitPluginProtocol):
         audit_signer: Signer | None = None,
     ) -> None:
         self.settings = settings
+        if audit_signer is None and settings.hsm is not None:
+            audit_signer = HsmSealSigner(settings.hsm)
         self.audit_signer = audit_signer
-        """Signs each audit seal's digest (an HSM key, say); ``None``: seals are unsigned."""
+        """Signs each audit seal's digest: the one given, else with an HSM configured the
+        token's seal key (which ``audit verify`` then checks); ``None``: seals are unsigned."""
         self.tenant_path_prefixes = tuple(tenant_path_prefixes)
         """Where the tenant API is mounted: a routing error (404, 405) under these answers
         the 403 to a caller without a valid key."""
@@ -267,7 +273,9 @@ class TenantGatePlugin(InitPluginProtocol):
         )
         self.audit = AuditWriter()
         """Audit records of requests that change nothing in PostgreSQL themselves."""
-        self.metrics.registry.register(AuditCollector(self.audit))
+        self.seal_counts = SealCounts()
+        """Periodic seals that failed, across lifespans (for ``/metrics``)."""
+        self.metrics.registry.register(AuditCollector(self.audit, self.seal_counts))
         self.issuer = KeyIssuer(KeyHasher(pepper), hsm=self.hsm)
         """Makes new API keys."""
         self.announcer: Announcer | None = None
@@ -386,7 +394,11 @@ class TenantGatePlugin(InitPluginProtocol):
                 resources.database, self.issuer, self.identity, provisioner
             )
             sealer = AuditSealer(
-                resources.database, storage, self.settings.audit, signer=self.audit_signer
+                resources.database,
+                storage,
+                self.settings.audit,
+                signer=self.audit_signer,
+                counts=self.seal_counts,
             )
             app.state[SEALER_STATE_KEY] = sealer
             repair = asyncio.create_task(_repair_left_overs(provisioner))
@@ -432,3 +444,5 @@ class TenantGatePlugin(InitPluginProtocol):
                 app.asgi_handler = routed
                 if self.hsm is not None:
                     self.hsm.close()
+                if isinstance(self.audit_signer, HsmSealSigner):
+                    self.audit_signer.close()

@@ -21,6 +21,7 @@ Semantics shared with the native core:
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import secrets
 import threading
@@ -29,7 +30,7 @@ import zlib
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 from tenantgate.errors import KeyFormatError
 
@@ -42,6 +43,7 @@ __all__ = [
     "Miss",
     "ParsedKey",
     "Quota",
+    "Restricted",
     "Verifier",
     "audit_record_hash",
     "constant_time_eq",
@@ -362,10 +364,119 @@ def _ttl_ns(seconds: float, name: str) -> int:
     return max(1, math.ceil(seconds * _NS_PER_SECOND))
 
 
+# An address as the restriction checks compare it: (IPv4?, its bits left-aligned in 128).
+_Address = tuple[bool, int]
+# A network: (IPv4?, its bits with the host bits cleared, left-aligned; prefix length).
+_Network = tuple[bool, int, int]
+# A record's restriction: (scope mask, None for every scope; networks, empty for anywhere).
+_Restriction = tuple[int | None, tuple[_Network, ...]]
+_ALL_128 = (1 << 128) - 1
+
 # A cache entry: (stale at, in monotonic ns; tenant_id; key_id; expires_at, in Unix seconds,
-# infinite for never; usable; payload; quota; bucket). A cached refusal has tenant_id and
-# key_id None.
-_Entry = tuple[int, str | None, str | None, float, bool, object, "Quota | None", str]
+# infinite for never; usable; payload; quota; bucket; restriction, None for none). A cached
+# refusal has tenant_id and key_id None.
+_Entry = tuple[
+    int, str | None, str | None, float, bool, object, "Quota | None", str, _Restriction | None
+]
+
+
+def _prefix_mask(prefix: int) -> int:
+    return _ALL_128 ^ (_ALL_128 >> prefix)
+
+
+def _address(text: str) -> _Address | None:
+    """``text`` as an address (an IPv4-mapped IPv6 address is its IPv4 one); None if it is
+    not one in the usual text form (no zone, no brackets, no port), as the native parser has
+    it."""
+    if "%" in text:
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped
+        if mapped is None:
+            return (False, int(ip))
+        ip = mapped
+    return (True, int(ip) << 96)
+
+
+def _network(text: str) -> _Network:
+    """``address[/prefix]`` as a network, host bits cleared; ValueError for anything else."""
+    bad = ValueError("a network is an IP address with an optional /prefix")
+    address_text, slash, prefix_text = text.partition("/")
+    if "%" in address_text:
+        raise bad
+    try:
+        ip = ipaddress.ip_address(address_text)
+    except ValueError:
+        raise bad from None
+    width: int = ip.max_prefixlen
+    if not slash:
+        prefix: int = width
+    elif 1 <= len(prefix_text) <= 3 and prefix_text.isascii() and prefix_text.isdigit():
+        prefix = int(prefix_text)
+    else:
+        raise bad
+    if prefix > width:
+        raise bad
+    v4, bits = _address(address_text)  # type: ignore[misc]  # it parsed above
+    if isinstance(ip, ipaddress.IPv6Address) and v4:
+        if prefix < 96:  # reaches past the IPv4 mapping: an IPv6 network
+            return (False, int(ip) & _prefix_mask(prefix), prefix)
+        prefix -= 96
+    return (v4, bits & _prefix_mask(prefix), prefix)
+
+
+def _restriction(scopes: int | None, networks: Sequence[str]) -> _Restriction | None:
+    if scopes is not None and not 0 <= scopes <= 0xFFFF:
+        raise OverflowError("scopes must fit in 16 bits")
+    if isinstance(networks, str):
+        raise TypeError("networks must be a sequence of str, not a str")
+    parsed = tuple(_network(n) for n in networks)
+    if scopes is None and not parsed:
+        return None
+    return (scopes, parsed)
+
+
+def _check(restriction: _Restriction, scope: int | None, address: str | None) -> str | None:
+    """The check ``restriction`` stops a request at: ``""`` when a needed input is missing,
+    ``"scope"``, ``"source address"``; None when it passes."""
+    mask, networks = restriction
+    if mask is not None:
+        if scope is None:
+            return ""
+        if scope & ~mask:
+            return "scope"
+    if networks:
+        if address is None:
+            return ""
+        parsed = _address(address)
+        if parsed is None:
+            return "source address"
+        v4, bits = parsed
+        if not any(
+            n_v4 == v4 and (bits ^ n_bits) & _prefix_mask(prefix) == 0
+            for n_v4, n_bits, prefix in networks
+        ):
+            return "source address"
+    return None
+
+
+class Restricted:
+    """A hit of :meth:`Verifier.verify_and_acquire` on a key restricted by scope or network,
+    stopped before anything was charged: ``check`` names the check that failed (``"scope"`` or
+    ``"source address"``), or is None when the call lacked the request's scope or address."""
+
+    __slots__ = ("check", "payload")
+
+    def __init__(self, payload: object, check: str | None) -> None:
+        self.payload = payload
+        self.check = check
+
+    def __repr__(self) -> str:
+        return f"Restricted(check={self.check!r})"
 
 
 class Verifier:
@@ -428,18 +539,29 @@ class Verifier:
         host: bytes | str | None,
         limiter: Limiter,
         cost: int = 1,
-    ) -> Decision | Miss | None:
-        """``verify``, then on a hit take ``cost`` from the record's bucket under its quota.
+        scope: int | None = None,
+        address: str | None = None,
+    ) -> Decision | Restricted | Miss | None:
+        """``verify``, then on a hit check the record's scopes and networks against ``scope``
+        (the bit of the scope the request needs, 0 for none) and ``address``, and if they pass
+        take ``cost`` from the record's bucket under its quota.
 
         On a hit, a :class:`Decision` whose ``payload`` is the record's (a record without a
-        quota gets an allowed Decision with ``limit == 0``, having charged nothing); a
-        :class:`Miss` on a miss; ``None`` if refused.
+        quota gets an allowed Decision with ``limit == 0``, having charged nothing) or a
+        :class:`Restricted`; a :class:`Miss` on a miss; ``None`` if refused.
         """
         if cost < 0:
             raise ValueError("cost must not be negative")
+        if scope is not None and not 0 <= scope <= 0xFFFF:
+            raise OverflowError("scope must fit in 16 bits")
         found = self._find(authorization, host)
         if found is None or isinstance(found, Miss):
             return found
+        restriction = found[8]
+        if restriction is not None:
+            stopped = _check(restriction, scope, address)
+            if stopped is not None:
+                return Restricted(found[5], stopped or None)
         quota = found[6]
         if quota is None:
             return Decision(True, 0, 0, 0.0, 0.0, found[5])
@@ -526,13 +648,18 @@ class Verifier:
         payload: object,
         quota: Quota | None = None,
         bucket: str | None = None,
+        scopes: int | None = None,
+        networks: Sequence[str] = (),
         ttl_seconds: float | None = None,
     ) -> None:
         """Cache the answer for ``digest`` for ``ttl_seconds`` (default: the verifier's).
 
-        ``quota`` and ``bucket`` (default: the tenant id) are only used by verify_and_acquire.
+        ``quota`` and ``bucket`` (default: the tenant id), ``scopes`` (a mask of scope bits;
+        None for every scope) and ``networks`` (CIDRs; empty for anywhere) are only used by
+        verify_and_acquire.
         """
         ttl_ns = self._ttl_ns if ttl_seconds is None else _ttl_ns(ttl_seconds, "ttl_seconds")
+        restriction = _restriction(scopes, networks)
         if expires_at is None:
             expiry = _INF
         elif math.isnan(expires_at):
@@ -542,13 +669,15 @@ class Verifier:
         stale_at = self._monotonic_ns() + ttl_ns
         if bucket is None:
             bucket = tenant_id
-        entry = (stale_at, tenant_id, key_id, expiry, bool(usable), payload, quota, bucket)
+        entry = (
+            stale_at, tenant_id, key_id, expiry, bool(usable), payload, quota, bucket, restriction
+        )  # fmt: skip
         self._put(digest, entry)
 
     def insert_refusal(self, digest: bytes) -> None:
         """Cache "no such key" for ``digest`` for ``negative_ttl_seconds``."""
         stale_at = self._monotonic_ns() + self._negative_ttl_ns
-        self._put(digest, (stale_at, None, None, _INF, False, None, None, ""))
+        self._put(digest, (stale_at, None, None, _INF, False, None, None, "", None))
 
     def invalidate_key(self, key_id: str) -> bool:
         """Forget the cached record of ``key_id``; whether there was one."""

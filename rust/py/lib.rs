@@ -36,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<verifier::Miss>()?;
     m.add_class::<verifier::Verifier>()?;
+    m.add_class::<verifier::Restricted>()?;
     m.add_class::<limiter::Quota>()?;
     m.add_class::<limiter::Decision>()?;
     m.add_class::<limiter::Limiter>()?;

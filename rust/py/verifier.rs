@@ -1,9 +1,10 @@
 //! `Verifier` and `Miss`.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use tenantgate_core as core;
-use tenantgate_core::{Digest, DisplayPrefix, Verdict};
+use tenantgate_core::{Check, Digest, DisplayPrefix, RequestContext, Verdict};
 
 use crate::clock::ManualClock;
 use crate::convert::{self, non_negative, str_or_bytes};
@@ -97,6 +98,40 @@ impl Miss {
     }
 }
 
+/// A hit of `verify_and_acquire` on a key restricted by scope or network that was stopped
+/// before anything was charged: `check` names the check that failed (`"scope"` or
+/// `"source address"`), or is `None` when the call lacked what it needs (the request's scope
+/// bit, or its source address): call again with them.
+#[pyclass(frozen, module = "tenantgate._native")]
+pub struct Restricted {
+    /// The key record's payload.
+    #[pyo3(get)]
+    payload: Py<PyAny>,
+    check: Check,
+}
+
+#[pymethods]
+impl Restricted {
+    /// `"scope"`, `"source address"`, or `None` (not checked yet: call again with the
+    /// request's scope and address).
+    #[getter]
+    fn check<'py>(&self, py: Python<'py>) -> Option<&Bound<'py, PyString>> {
+        match self.check {
+            Check::Unchecked => None,
+            Check::Scope => Some(intern!(py, "scope")),
+            Check::SourceAddress => Some(intern!(py, "source address")),
+        }
+    }
+
+    fn __repr__(&self) -> &'static str {
+        match self.check {
+            Check::Unchecked => "Restricted(check=None)",
+            Check::Scope => "Restricted(check='scope')",
+            Check::SourceAddress => "Restricted(check='source address')",
+        }
+    }
+}
+
 /// The in-process cache of key records and the one-call `verify` hot path.
 #[pyclass(frozen, module = "tenantgate._native")]
 pub struct Verifier {
@@ -151,11 +186,15 @@ impl Verifier {
         }
     }
 
-    /// `verify`, then on a hit `limiter.try_acquire(bucket, quota, cost)` with the bucket and
-    /// quota inserted with the record, in one call: on a hit, a `Decision` whose `payload` is
-    /// the record's (a record without a quota gets an allowed `Decision` with `limit == 0`,
-    /// having charged nothing); `Miss` on a miss; `None` if refused.
-    #[pyo3(signature = (authorization, host, limiter, cost = 1))]
+    /// `verify`, then on a hit checks the record's scopes and networks (when it was inserted
+    /// with any) against `scope` (the bit of the scope the request needs, 0 for none) and
+    /// `address` (its source address), and if they pass `limiter.try_acquire(bucket, quota,
+    /// cost)` with the bucket and quota inserted with the record, in one call: on a hit, a
+    /// `Decision` whose `payload` is the record's (a record without a quota gets an allowed
+    /// `Decision` with `limit == 0`, having charged nothing), or `Restricted` if a check
+    /// stopped it (nothing charged); `Miss` on a miss; `None` if refused.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (authorization, host, limiter, cost = 1, scope = None, address = None))]
     fn verify_and_acquire(
         &self,
         py: Python<'_>,
@@ -163,23 +202,32 @@ impl Verifier {
         host: Option<&Bound<'_, PyAny>>,
         limiter: &Bound<'_, Limiter>,
         cost: i64,
+        scope: Option<u16>,
+        address: Option<&str>,
     ) -> PyResult<Option<Py<PyAny>>> {
         let cost = non_negative(cost, "cost must not be negative")?;
         let Some((header, host)) = header_and_host(authorization, host)? else {
             return Ok(None);
         };
+        let context = RequestContext { scope, address };
         let on_hit = |p: &Payload| p.object.clone_ref(py);
         let verdict = match &limiter.get().inner {
-            Buckets::Heap(l) => self.inner.verify_and_acquire(header, host, l, cost, on_hit),
-            Buckets::Shared(l) => self.inner.verify_and_acquire(header, host, l, cost, on_hit),
+            Buckets::Heap(l) => self
+                .inner
+                .verify_and_acquire(header, host, l, cost, context, on_hit),
+            Buckets::Shared(l) => self
+                .inner
+                .verify_and_acquire(header, host, l, cost, context, on_hit),
         };
         match verdict {
-            Verdict::Hit(hit) => {
-                let (object, decision) = hit?;
-                Ok(Some(
+            Verdict::Hit(hit) => match hit? {
+                (object, Ok(decision)) => Ok(Some(
                     Py::new(py, Decision::with_payload(decision, object))?.into_any(),
-                ))
-            }
+                )),
+                (payload, Err(check)) => {
+                    Ok(Some(Py::new(py, Restricted { payload, check })?.into_any()))
+                }
+            },
             Verdict::Refused => Ok(None),
             Verdict::Miss(m) => Ok(Some(miss_object(py, m)?)),
         }
@@ -191,11 +239,13 @@ impl Verifier {
     }
 
     /// Caches a key record for `digest` for the TTL (or `ttl_seconds`). `quota` and `bucket`
-    /// (default: the tenant id) are only used by `verify_and_acquire`.
+    /// (default: the tenant id), `scopes` (a mask of scope bits; `None`: every scope) and
+    /// `networks` (CIDRs the key may be used from, parsed here; empty: anywhere) are only used
+    /// by `verify_and_acquire`.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         digest, *, tenant_id, key_id, expires_at, usable, payload, quota = None, bucket = None,
-        ttl_seconds = None,
+        scopes = None, networks = Vec::new(), ttl_seconds = None,
     ))]
     fn insert(
         &self,
@@ -208,9 +258,12 @@ impl Verifier {
         payload: Py<PyAny>,
         quota: Option<Py<Quota>>,
         bucket: Option<Bound<'_, PyString>>,
+        scopes: Option<u16>,
+        networks: Vec<String>,
         ttl_seconds: Option<f64>,
     ) -> PyResult<()> {
         let digest = convert::digest(digest)?;
+        let restriction = core::Restriction::new(scopes, &networks).map_err(Error)?;
         let tenant = tenant_id.to_str()?;
         let limit = match quota {
             None => None,
@@ -235,6 +288,7 @@ impl Verifier {
                 object: payload,
                 limit,
             },
+            restriction,
         };
         let inserted = match ttl_seconds {
             None => self.inner.insert(&digest, record),

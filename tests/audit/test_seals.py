@@ -28,7 +28,7 @@ from tenantgate.audit.records import canonical_fields
 from tenantgate.audit.seal import AuditSealer
 from tenantgate.cli.audit import run_seal, run_verify
 from tenantgate.db import Database
-from tenantgate.errors import ConflictError
+from tenantgate.errors import ConflictError, HsmUnavailableError
 from tenantgate.settings import Settings
 from tenantgate.storage import open_storage
 
@@ -47,9 +47,10 @@ class _Lines:
 @pytest.fixture
 def environ(service_environment: dict[str, str], scratch_database: Any) -> dict[str, str]:
     """Settings of a service on the scratch database, sealing into an audit bucket of its own
-    (each test's seals stay for a day: nobody can remove them sooner)."""
+    (each test's seals stay for a day: nobody can remove them sooner), with no HSM: these
+    seals are unsigned (signed ones: test_seal_signatures.py)."""
     return {
-        **service_environment,
+        **{k: v for k, v in service_environment.items() if not k.startswith("TENANTGATE_PKCS11")},
         "TENANTGATE_DATABASE_URL": scratch_database.service_url,
         "TENANTGATE_S3_BUCKET_PREFIX": f"seal-{secrets.token_hex(4)}",
         "TENANTGATE_AUDIT_RETENTION_DAYS": "1",
@@ -345,3 +346,35 @@ def test_a_signer_signs_each_digest_into_its_metadata(environ: dict[str, str]) -
     assert stored.metadata["signature-key"] == "test-hmac"
     assert stored.metadata["signature"] == signer.sign(stored.body).hex()
     assert stored.metadata["digest-sha256"] == hashlib.sha256(stored.body).hexdigest()
+
+
+class _BrokenSigner:
+    key_name = "broken"
+
+    def sign(self, data: bytes) -> bytes:
+        raise HsmUnavailableError("the token is gone")
+
+
+def test_a_failed_periodic_seal_is_counted_in_the_metrics_and_logged(
+    environ: dict[str, str], capfd: pytest.CaptureFixture[str]
+) -> None:
+    from litestar.testing import TestClient
+
+    from tenantgate.app import create_app
+    from tenantgate.plugin import TenantGatePlugin
+
+    settings = Settings.from_env({**environ, "TENANTGATE_AUDIT_SEAL_INTERVAL_SECONDS": "1"})
+    _with_sealer(environ, lambda database, _: _append(database, None, 1))
+    plugin = TenantGatePlugin(settings, audit_signer=_BrokenSigner())
+    with TestClient(create_app(plugin=plugin)) as client:
+        for _ in range(300):  # the sealer looks every second; however slow the box
+            if plugin.seal_counts.failures:
+                break
+            time.sleep(0.1)
+        failures = plugin.seal_counts.failures
+        metrics = client.get("/metrics").text
+    assert failures >= 1
+    (line,) = (m for m in metrics.splitlines() if m.startswith("tenantgate_audit_seal_failures_"))
+    assert line.startswith("tenantgate_audit_seal_failures_total ")
+    assert float(line.split()[1]) >= failures
+    assert "sealing the audit log failed" in capfd.readouterr().err

@@ -133,3 +133,20 @@ def test_a_slow_redis_is_a_prompt_503_on_cache_routes_only(own_redis: Any, app_o
 
     assert _eventually(lambda: app.get("/v1/cache/k", headers=headers).status_code == 200)
     assert app.get("/v1/cache/k", headers=headers).json()["value"] == 1
+
+
+def test_after_a_redis_restart_the_first_readiness_check_is_ready(
+    own_redis: Any, app_on: Any
+) -> None:
+    """Connections pooled before the restart are dead; the first one used is replaced at once
+    instead of failing the check (and the load balancer taking the instance out)."""
+    redis_server = own_redis()
+    app = app_on(redis_server)
+    for _ in range(3):
+        assert app.get("/readyz").status_code == 200
+
+    redis_server.restart()
+
+    for _ in range(3):
+        answer = app.get("/readyz")
+        assert answer.status_code == 200, answer.text

@@ -278,11 +278,17 @@ def test_s3_put_identity_refuses_a_prefix_grant_without_wildcard(
 def test_hsm_hmac_key_is_usable_but_not_readable(hsm_info: HsmInfo) -> None:
     pkcs11 = pytest.importorskip("pkcs11")
     from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
-    from pkcs11.exceptions import AttributeSensitive, UserAlreadyLoggedIn
+    from pkcs11.exceptions import AttributeSensitive, NoSuchToken, UserAlreadyLoggedIn
 
     assert os.environ["SOFTHSM2_CONF"] == str(hsm_info.conf_path)
     lib = pkcs11.lib(hsm_info.library_path)
-    token = lib.get_token(token_label=hsm_info.token_label)
+    try:
+        token = lib.get_token(token_label=hsm_info.token_label)
+    except NoSuchToken:
+        # The library was initialised in this process before the token existed (an earlier
+        # test's token); SoftHSM reads its token directory only then.
+        lib.reinitialize()
+        token = lib.get_token(token_label=hsm_info.token_label)
     try:
         session = token.open(user_pin=hsm_info.pin, rw=True)
     except UserAlreadyLoggedIn:  # the service's HSM session (earlier tests) holds the login

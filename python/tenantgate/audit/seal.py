@@ -14,8 +14,14 @@ writes, so digest numbers never fork. ``audit_seals`` remembers the digests writ
 previous digest's hash for the next one); a digest written to S3 whose row was lost (the
 process died between the two) is found at its key next time and adopted, not overwritten.
 
-A ``signer`` may sign each digest's bytes (an HMAC key in the HSM, say); the signature goes
-into the object's metadata (``signature``, ``signature-key``), as CloudTrail's does.
+A ``signer`` may sign each digest's bytes; the signature goes into the object's metadata
+(``signature``, ``signature-key``), as CloudTrail's does. With an HSM configured the service
+signs with an HMAC key in the token (:mod:`tenantgate.audit.seal_signer`), and a signer that can
+also check (:class:`SignatureChecker`) makes ``audit verify`` check every digest's signature.
+
+A periodic seal that fails (S3 or PostgreSQL down, the HSM failing, a bucket problem) is
+logged and counted (:class:`SealCounts`, ``tenantgate_audit_seal_failures_total``),
+and tried again a quarter of the interval later.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import anyio.to_thread
 
@@ -56,7 +62,16 @@ if TYPE_CHECKING:
     from tenantgate.settings import AuditSettings
     from tenantgate.storage import StorageService
 
-__all__ = ["AuditSealer", "SealError", "Sealed", "SealedDigest", "Signer", "describe"]
+__all__ = [
+    "AuditSealer",
+    "SealCounts",
+    "SealError",
+    "Sealed",
+    "SealedDigest",
+    "SignatureChecker",
+    "Signer",
+    "describe",
+]
 
 _SEAL_LOCK: Final = (0x7467_7365, 0)  # "tgse": one sealer at a time, across instances
 _TRY_LOCK: Final = "SELECT pg_try_advisory_xact_lock($1, $2)"
@@ -102,6 +117,29 @@ class Signer(Protocol):
     def sign(self, data: bytes) -> bytes: ...
 
 
+class SealCounts:
+    """What periodic sealing came to, for ``/metrics`` (kept by the application across the
+    sealers of its lifespans)."""
+
+    __slots__ = ("failures",)
+
+    def __init__(self) -> None:
+        self.failures = 0
+        """Periodic seals that failed."""
+
+
+@runtime_checkable
+class SignatureChecker(Protocol):
+    """A :class:`Signer` that can also check a signature (called in a worker thread)."""
+
+    @property
+    def key_name(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def verify(self, data: bytes, signature: bytes) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Sealed:
     """One digest written."""
@@ -135,6 +173,7 @@ class AuditSealer:
         settings: AuditSettings,
         *,
         signer: Signer | None = None,
+        counts: SealCounts | None = None,
     ) -> None:
         self._database = database
         self._storage = storage
@@ -142,6 +181,14 @@ class AuditSealer:
         self._signer = signer
         self.bucket: Final = storage.buckets.audit
         self._bucket_ready = False
+        self.counts = counts if counts is not None else SealCounts()
+
+    @property
+    def signature_checker(self) -> SignatureChecker | None:
+        """What checks the digests' signatures (the signer, if it can check); None: they
+        are not checked."""
+        signer = self._signer
+        return signer if isinstance(signer, SignatureChecker) else None
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -281,8 +328,13 @@ class AuditSealer:
             await asyncio.sleep(period)
             try:
                 await self.seal(only_if_due=True)
-            except Exception:  # S3 or PostgreSQL down, or a bucket problem: try next time
-                _logger.exception("sealing the audit log failed; trying again later")
+            except Exception:  # S3, PostgreSQL or the HSM down, or a bucket problem: try again
+                self.counts.failures += 1
+                _logger.exception(
+                    "sealing the audit log failed (%d failures so far); trying again in %g s",
+                    self.counts.failures,
+                    period,
+                )
 
     # -- reading ---------------------------------------------------------------------------
 

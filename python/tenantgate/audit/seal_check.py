@@ -1,5 +1,9 @@
 """Checking the audit log against its seals: what no recomputation of hashes can fake.
 
+With an HSM configured, each digest's signature is checked first
+(:mod:`tenantgate.audit.seal_signer`): the digests' links need no secret, so a digest added
+after the last real one by someone who can write to the bucket is caught only by it.
+
 The digests are read in order and must form a chain of their own (each names the SHA-256 of
 the one before; numbers without a gap — only the oldest may be missing, once their retention
 has expired and they were deleted). Then the newest sealed head of every chain must still be
@@ -17,12 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from uuid import UUID
 
+import anyio.to_thread
+
 from tenantgate.audit.digest import ChainHead, DigestError, decode_digest, seq_of_key, sha256_hex
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tenantgate.audit.seal import SealedDigest
+    from tenantgate.audit.seal import SealedDigest, SignatureChecker
     from tenantgate.db.database import Database
 
 __all__ = ["SealCheck", "check_seals"]
@@ -44,8 +50,13 @@ class SealCheck:
     problem: str | None = None
 
 
-async def check_seals(database: Database, digests: Sequence[SealedDigest]) -> SealCheck:
-    """Check the digests' own chain, then the log against the newest sealed heads."""
+async def check_seals(
+    database: Database,
+    digests: Sequence[SealedDigest],
+    signatures: SignatureChecker | None = None,
+) -> SealCheck:
+    """Check the digests' own chain (and, with ``signatures``, each digest's signature), then
+    the log against the newest sealed heads."""
     newest: dict[str, tuple[ChainHead, str]] = {}
     previous: tuple[int, str] | None = None
     checked = 0
@@ -68,6 +79,10 @@ async def check_seals(database: Database, digests: Sequence[SealedDigest]) -> Se
             return SealCheck(False, checked, None, f"seal {key}: {exc}")
         if digest.seq != seq:
             return SealCheck(False, checked, None, f"seal {key} says it is digest {digest.seq}")
+        if signatures is not None:
+            problem = await _signature_problem(signatures, sealed)
+            if problem is not None:
+                return SealCheck(False, checked, None, f"seal {key}: {problem}")
         if previous is None:
             if seq == 1 and digest.prev_digest_sha256 is not None:
                 return SealCheck(False, checked, None, f"seal {key}: the first names a previous")
@@ -83,6 +98,23 @@ async def check_seals(database: Database, digests: Sequence[SealedDigest]) -> Se
         for head in digest.chains:
             newest[head.chain] = (head, key)
     return await _check_heads(database, newest, checked)
+
+
+async def _signature_problem(signatures: SignatureChecker, sealed: SealedDigest) -> str | None:
+    """What is wrong with the digest's signature, or None."""
+    signature_hex = sealed.metadata.get("signature")
+    if signature_hex is None:
+        return "it is not signed"
+    key_name = sealed.metadata.get("signature-key")
+    if key_name != signatures.key_name:
+        return f"it is signed with the key {key_name!r}, not {signatures.key_name!r}"
+    try:
+        signature = bytes.fromhex(signature_hex)
+    except ValueError:
+        return "its signature is not hex"
+    if not await anyio.to_thread.run_sync(signatures.verify, sealed.body, signature):
+        return "its signature does not verify (forged or altered)"
+    return None
 
 
 async def _check_heads(

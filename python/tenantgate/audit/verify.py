@@ -46,11 +46,12 @@ class VerifyReport:
 
 async def verify(database: Database, sealer: AuditSealer | None = None) -> VerifyReport:
     """Recompute every chain (in one read-only transaction, a consistent snapshot), then,
-    with a ``sealer``, check the log against every sealed digest."""
+    with a ``sealer``, check the log against every sealed digest (and each digest's signature
+    when the sealer's signer can check one)."""
     report = await _verify_chains(database)
     if not report.ok or sealer is None:
         return report
-    seals = await check_seals(database, await sealer.read_all())
+    seals = await check_seals(database, await sealer.read_all(), sealer.signature_checker)
     return VerifyReport(
         seals.ok, report.checked, seals.first_bad, seals.problem, seals_checked=seals.seals_checked
     )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tenantgate.cache.connections import RedisClient
 from tenantgate.cache.errors import translating
@@ -60,8 +61,12 @@ async def open_redis(settings: RedisSettings) -> AsyncIterator[RedisClient]:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,
+        # A pooled connection Redis closed while it idled (a restart) is reconnected once at
+        # once. The connection's own retry is what counts: redis-py gives pooled connections
+        # none, whatever the client is given. A slow Redis is not asked twice.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
-    client = redis.asyncio.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
+    client = redis.asyncio.Redis(connection_pool=pool)
     try:
         yield client
     finally:

@@ -5,18 +5,21 @@ locked audit bucket, and names the first bad record: it prints one JSON line on 
 (``{"ok", "checked", "first_bad", "problem", "seals_checked"}``, as ``POST
 /admin/v1/audit/verify`` answers) and exits non-zero when something does not hold.
 ``seal`` seals every chain's head now (as ``POST /admin/v1/audit/seal``) and prints the seal.
+With an HSM configured (``TENANTGATE_PKCS11_*``), ``seal`` signs the digest with the token's
+seal key and ``verify`` checks every digest's signature, as the service does.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from collections.abc import Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager
 from typing import TYPE_CHECKING, Final, TextIO
 
 from tenantgate.audit import VerifyReport, verify
 from tenantgate.audit.seal import AuditSealer, Sealed, describe
+from tenantgate.audit.seal_signer import HsmSealSigner
 from tenantgate.cli.exit_codes import ExitCode
 from tenantgate.cli.reporting import run_with_settings
 from tenantgate.db.pool import open_database
@@ -119,7 +122,8 @@ async def _verify(settings: Settings, *, seals: bool) -> VerifyReport:
         sealer = None
         if seals:
             storage = await stack.enter_async_context(open_storage(settings, database))
-            sealer = AuditSealer(database, storage, settings.audit)
+            signer = stack.enter_context(_seal_signer(settings))
+            sealer = AuditSealer(database, storage, settings.audit, signer=signer)
         return await verify(database, sealer)
     raise AssertionError("unreachable")  # pragma: no cover — mypy cannot see the stack return
 
@@ -129,4 +133,18 @@ async def _seal(settings: Settings) -> Sealed:
         open_database(settings.database) as database,
         open_storage(settings, database) as storage,
     ):
-        return await AuditSealer(database, storage, settings.audit).seal_now()
+        with _seal_signer(settings) as signer:
+            return await AuditSealer(database, storage, settings.audit, signer=signer).seal_now()
+
+
+@contextmanager
+def _seal_signer(settings: Settings) -> Iterator[HsmSealSigner | None]:
+    """The HSM's seal signer when an HSM is configured (closed afterwards), else None."""
+    if settings.hsm is None:
+        yield None
+        return
+    signer = HsmSealSigner(settings.hsm)
+    try:
+        yield signer
+    finally:
+        signer.close()

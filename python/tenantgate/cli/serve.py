@@ -95,11 +95,14 @@ def serve(*, host: str, port: int, workers: int) -> ExitCode:
 
 
 def _prepare_hsm(settings: HsmSettings) -> None:
-    """Make the HSM key before the workers start, so they never race to generate two; a
-    failing HSM is logged and the service starts anyway (only HSM keys need it)."""
+    """Make the HSM keys (API keys', seals') before the workers start, so they never race to
+    generate two; a failing HSM is logged and the service starts anyway (only HSM keys and
+    sealing need it)."""
+    from tenantgate.audit.seal_signer import SEAL_KEY_LABEL
     from tenantgate.hsm import ensure_hmac_key
 
     try:
         ensure_hmac_key(settings)
+        ensure_hmac_key(settings, SEAL_KEY_LABEL)
     except ServiceUnavailableError as exc:
         print(f"tenantgate serve: {exc}; HSM keys are refused until it works", file=sys.stderr)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from litestar.datastructures import State
     from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
+    from tenantgate.audit.seal import SealCounts
     from tenantgate.audit.writer import AuditWriter
     from tenantgate.cluster_limits import ClusterBudget
     from tenantgate.identity.brake import GuessingBrake
@@ -233,10 +234,11 @@ class FrontDoorCollector(Collector):
 
 
 class AuditCollector(Collector):
-    """The audit writer's counts, read at scrape time."""
+    """The audit writer's and the sealer's counts, read at scrape time."""
 
-    def __init__(self, writer: AuditWriter) -> None:
+    def __init__(self, writer: AuditWriter, seals: SealCounts | None = None) -> None:
         self._writer = writer
+        self._seals = seals
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(
@@ -255,3 +257,10 @@ class AuditCollector(Collector):
             "Audit records waiting to be written.",
             value=self._writer.pending,
         )
+        if self._seals is not None:
+            yield CounterMetricFamily(
+                "tenantgate_audit_seal_failures",
+                "Periodic seals of the audit chains that failed (S3, PostgreSQL or the HSM "
+                "down, or a bucket problem); each is logged and tried again.",
+                value=self._seals.failures,
+            )

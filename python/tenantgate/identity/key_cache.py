@@ -46,7 +46,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from ipaddress import ip_address, ip_network
 from typing import Final
 from uuid import UUID
 
@@ -59,7 +58,7 @@ from tenantgate.identity.source import KeyRecord, PlanRecord
 from tenantgate.keys import Miss, Verifier
 from tenantgate.limits import Quota
 from tenantgate.naming import TenantNames
-from tenantgate.scopes import ALL_SCOPES
+from tenantgate.scopes import scope_mask
 
 __all__ = [
     "LOOKUP_QUEUE_SECONDS",
@@ -115,7 +114,9 @@ def sunset_headers(
 
 
 class KeyEntry:
-    """The verifier's payload for one key: who is calling, and its plan's quota."""
+    """The verifier's payload for one key: who is calling, and its plan's quota. A key's
+    scopes and networks are cached in the native record beside it (see :meth:`KeyCache._cache`)
+    and checked there, before the tenant's bucket is charged."""
 
     __slots__ = (
         "bucket",
@@ -124,7 +125,7 @@ class KeyEntry:
         "networks",
         "policy_name",
         "quota",
-        "restricted",
+        "scope_mask",
         "scopes",
         "sunset_headers",
     )
@@ -150,28 +151,14 @@ class KeyEntry:
         """The plan's ``[limited, allowed]`` decisions (shared by the plan's records)."""
         self.sunset_headers = sunset_headers(expires_at)
         """``Deprecation`` and ``Sunset`` for a key that expires soon, else empty."""
-        self.scopes = (
-            None if scopes is None or set(ALL_SCOPES) <= set(scopes) else frozenset(scopes)
-        )
-        """What the key may do; None for everything (the common case, checked for free)."""
-        self.networks = tuple(ip_network(cidr, strict=False) for cidr in allowed_cidrs)
-        """Where the key may be used from; empty for anywhere."""
-        self.restricted = self.scopes is not None or bool(self.networks)
-        """Whether each request must pass :meth:`refusal` before it is charged."""
-
-    def refusal(self, required_scope: str | None, address: Callable[[], str]) -> str | None:
-        """Why the key may not make this request (its scopes, its networks), or None."""
-        scopes = self.scopes
-        if scopes is not None and required_scope is not None and required_scope not in scopes:
-            return f"scope {required_scope}"
-        if self.networks:
-            try:
-                source = ip_address(address())
-            except ValueError:
-                return "source address"
-            if not any(source in network for network in self.networks):
-                return "source address"
-        return None
+        self.scope_mask = scope_mask(scopes)
+        """The native record's scope mask; None for every scope (the common case)."""
+        self.scopes = None if self.scope_mask is None else frozenset(scopes or ())
+        """What the key may do, for a route that decides its scope late (``require_scope``);
+        None for everything."""
+        self.networks = tuple(allowed_cidrs)
+        """Where the key may be used from (CIDRs, parsed by the native record); empty for
+        anywhere."""
 
 
 class KeyCache:
@@ -377,11 +364,13 @@ class KeyCache:
             expires_at=record.expires_at.timestamp() if record.expires_at is not None else None,
             usable=record.usable,
             payload=entry,
-            # A key restricted by scope or network is charged only once its request passed
-            # those checks (in the middleware), so a leaked key used from the wrong place
-            # cannot spend its tenant's budget; every other key is charged in the one call.
-            quota=None if entry.restricted else quota,
-            bucket=None if entry.restricted else tenant_id,
+            quota=quota,
+            bucket=tenant_id,
+            # Checked in the one native call before the bucket is charged, so a leaked key
+            # used from the wrong place or for the wrong thing spends none of its tenant's
+            # budget.
+            scopes=entry.scope_mask,
+            networks=entry.networks,
             ttl_seconds=self._trust_for(unchanged),
         )
 

@@ -3,14 +3,17 @@
 It runs before any route code and before the body is read. One native call
 (`Verifier.verify_and_acquire`) parses the `Authorization` header, checks the key's checksum,
 hashes it, finds it in the key cache, checks status, expiry and custom-domain binding, and takes
-a token from the tenant's bucket. On a `Miss` the key cache looks the key up and the call is
-made again — unless the request's source address is braked for failed identifications
-(:mod:`tenantgate.identity.brake`). In the ``cluster`` rate-limit scope, a request the host tier
-allowed then spends a token leased from the tenant's budget across instances
-(:mod:`tenantgate.cluster_limits`). Every refusal, whatever its reason, is the one 403 — also
-for a request with two ``Authorization`` or two ``Host`` headers, or none of the latter where
-custom domains are bound; an empty bucket is the 429; every other response carries the rate-
-limit headers.
+a token from the tenant's bucket. A key restricted by scope or network answers `Restricted`
+instead, having charged nothing: the call is made again with the route's scope bit and the
+request's source address, which the native record checks before it charges (so those two are
+worked out only for such keys, and the unrestricted key's path is as it was). On a `Miss` the
+key cache looks the key up and the call is made again — unless the request's source address
+is braked for failed identifications (:mod:`tenantgate.identity.brake`). In the ``cluster``
+rate-limit scope, a request the host tier allowed then spends a token leased from the
+tenant's budget across instances (:mod:`tenantgate.cluster_limits`). Every refusal, whatever
+its reason, is the one 403 — also for a request with two ``Authorization`` or two ``Host``
+headers, or none of the latter where custom domains are bound; an empty bucket is the 429;
+every other response carries the rate-limit headers.
 
 The caller's `TenantIdentity` is then on `scope["state"]["tenant"]` and in the `current_tenant`
 context variable (asyncio's AsyncLocalStorage), reset when the request ends.
@@ -32,9 +35,9 @@ from tenantgate.identity.responses import (
     send_too_many_requests,
     with_rate_limit_headers,
 )
-from tenantgate.keys import Miss
+from tenantgate.keys import Miss, Restricted
 from tenantgate.limits import Decision
-from tenantgate.scopes import KEY_SCOPES_STATE_KEY, SCOPE_OPT
+from tenantgate.scopes import KEY_SCOPES_STATE_KEY, SCOPE_OPT, scope_bit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -123,24 +126,32 @@ class TenantIdentificationMiddleware(ASGIMiddleware):
                 decision = verifier.verify_and_acquire(authorization, host, limiter)
             if decision is None:
                 self._brake.failed(address)
+        if type(decision) is Restricted:
+            # A key restricted by scope or network: the first call lacked the route's scope
+            # and the source address (worked out only for such keys); the second checks them
+            # and charges the bucket only if they pass.
+            handler = scope.get("route_handler")
+            required = handler.opt.get(SCOPE_OPT) if handler is not None else None
+            address = source_address(scope, self._trusted_proxies)
+            needed = scope_bit(required)
+            decision = verifier.verify_and_acquire(authorization, host, limiter, 1, needed, address)
+            if type(decision) is Miss:  # the record expired between the two calls
+                await self._keys.resolve(decision, authorization)
+                decision = verifier.verify_and_acquire(
+                    authorization, host, limiter, 1, needed, address
+                )
+            if type(decision) is Restricted and decision.check is not None:
+                refused: KeyEntry = decision.payload  # type: ignore[assignment]
+                check = decision.check
+                scope["state"][REFUSAL_STATE_KEY] = {  # for the operator's audit record only
+                    "refused": f"scope {required}" if check == "scope" else check,
+                    "tenant_id": str(refused.identity.tenant_id),
+                    "key_id": str(refused.identity.key_id),
+                }
         if type(decision) is not Decision:
             await send_forbidden(send)
             return
         entry: KeyEntry = decision.payload  # type: ignore[assignment]
-        if entry.restricted:
-            # Cached without a quota (see KeyCache): checked first, charged after.
-            handler = scope.get("route_handler")
-            required = handler.opt.get(SCOPE_OPT) if handler is not None else None
-            refused = entry.refusal(required, lambda: source_address(scope, self._trusted_proxies))
-            if refused is not None:
-                scope["state"][REFUSAL_STATE_KEY] = {  # for the operator's audit record only
-                    "refused": refused,
-                    "tenant_id": str(entry.identity.tenant_id),
-                    "key_id": str(entry.identity.key_id),
-                }
-                await send_forbidden(send)
-                return
-            decision = limiter.try_acquire(entry.bucket, entry.quota)
         allowed = decision.allowed
         rendered: RateDecision = decision
         cluster = self._cluster

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 
 use tenantgate_core::{
     generate_key, shared, Clock, Env, KeyHasher, Limit, Limiter, ParsedKey, Quota, Record,
-    SlotStore, SystemClock, Verdict, Verifier, VerifierConfig,
+    RequestContext, SlotStore, SystemClock, Verdict, Verifier, VerifierConfig,
 };
 
 fn benches(c: &mut Criterion) {
@@ -38,6 +38,7 @@ fn benches(c: &mut Criterion) {
         expires_at: Some(4e9),
         usable: true,
         payload: 1u64,
+        restriction: None,
     };
     let _ = verifier.insert(&verifier.hash(key.as_bytes()), record);
     c.bench_function("verify_hit", |b| {
@@ -115,6 +116,7 @@ fn benches(c: &mut Criterion) {
         expires_at: Some(4e9),
         usable: true,
         payload: Limit::new(Arc::new(fused_quota), "tenant".to_owned()),
+        restriction: None,
     };
     let _ = fused.insert(&fused.hash(key.as_bytes()), record);
     c.bench_function("verify_and_acquire", |b| {
@@ -125,9 +127,10 @@ fn benches(c: &mut Criterion) {
                     Some(b"api.example"),
                     &limiter,
                     1,
+                    RequestContext::default(),
                     |_| ()
                 ),
-                Verdict::Hit(Ok(((), d))) if d.allowed
+                Verdict::Hit(Ok(((), Ok(d)))) if d.allowed
             )
         });
     });
@@ -139,9 +142,10 @@ fn benches(c: &mut Criterion) {
                     Some(b"api.example"),
                     &shared_limiter,
                     1,
+                    RequestContext::default(),
                     |_| ()
                 ),
-                Verdict::Hit(Ok(((), d))) if d.allowed
+                Verdict::Hit(Ok(((), Ok(d)))) if d.allowed
             )
         });
     });

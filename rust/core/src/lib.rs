@@ -51,6 +51,6 @@ pub use limiter::{
     SlotStore,
 };
 pub use verifier::{
-    Acquired, BucketId, Charge, Limit, Limited, Miss, Record, Verdict, Verifier, VerifierConfig,
-    UNLIMITED,
+    Acquired, Admission, BucketId, Charge, Check, Limit, Limited, Miss, Network, Record,
+    RequestContext, Restriction, Verdict, Verifier, VerifierConfig, UNLIMITED,
 };

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 use crate::clock::{same_clock, Clock};
 use crate::limiter::{BucketHandle, Decision, Limiter, Quota, SlotKey, SlotStore};
 
+use super::restrict::{Check, RequestContext};
 use super::{Verdict, Verifier};
 
 /// A bucket id as a record holds it. It is read only to make the record's bucket handle (its
@@ -236,15 +237,22 @@ pub const UNLIMITED: Decision = Decision {
     retry_after: 0.0,
 };
 
-/// The hit of [`Verifier::verify_and_acquire`]: the hit callback's result and the decision,
+/// What a hit of [`Verifier::verify_and_acquire`] came to: the limiter's [`Decision`], or the
+/// [`Check`] of the record's [`Restriction`](super::Restriction) that stopped the request
+/// before anything was charged.
+pub type Admission = Result<Decision, Check>;
+
+/// The hit of [`Verifier::verify_and_acquire`]: the hit callback's result and the admission,
 /// or why the record's bucket id could not be read.
-pub type Acquired<R, P> = Result<(R, Decision), <<P as Limited>::Bucket as BucketId>::Error>;
+pub type Acquired<R, P> = Result<(R, Admission), <<P as Limited>::Bucket as BucketId>::Error>;
 
 impl<P: Limited> Verifier<P> {
-    /// [`Verifier::verify_with`], then on a hit charges `cost` to the record's [`Limit`] in
-    /// `limiter`, in one call, under the shard's read lock: a hit answers `on_hit(payload)`
-    /// and the [`Decision`] ([`UNLIMITED`] for a record without a limit). When the verifier
-    /// and the limiter read the same clock, it is read once.
+    /// [`Verifier::verify_with`], then on a hit checks the record's restriction (scope, then
+    /// source address) against `context` and, if it passes, charges `cost` to the record's
+    /// [`Limit`] in `limiter`, in one call, under the shard's read lock: a hit answers
+    /// `on_hit(payload)` and the [`Admission`] ([`UNLIMITED`] for a record without a limit).
+    /// A record without a restriction never reads `context`. When the verifier and the
+    /// limiter read the same clock, it is read once.
     #[inline]
     pub fn verify_and_acquire<R, L: Charge + ?Sized>(
         &self,
@@ -252,10 +260,14 @@ impl<P: Limited> Verifier<P> {
         host: Option<&[u8]>,
         limiter: &L,
         cost: u64,
+        context: RequestContext<'_>,
         on_hit: impl FnOnce(&P) -> R,
     ) -> Verdict<Acquired<R, P>> {
         let shared_clock = same_clock(self.clock(), limiter.clock());
-        self.verify_timed(header, host, |p, now| {
+        self.verify_timed(header, host, |p, restriction, now| {
+            if let Some(stopped) = restriction.and_then(|r| r.check(context).err()) {
+                return Ok((on_hit(p), Err(stopped)));
+            }
             let decision = match p.limit() {
                 None => UNLIMITED,
                 Some(limit) => {
@@ -267,7 +279,7 @@ impl<P: Limited> Verifier<P> {
                     limiter.charge(limit, cost, now)?
                 }
             };
-            Ok((on_hit(p), decision))
+            Ok((on_hit(p), Ok(decision)))
         })
     }
 }
@@ -306,6 +318,7 @@ mod tests {
             expires_at: None,
             usable: true,
             payload,
+            restriction: None,
         };
         v.insert(&v.hash(key.as_bytes()), record).unwrap();
     }
@@ -317,7 +330,8 @@ mod tests {
     #[allow(clippy::needless_pass_by_value)]
     fn hit(verdict: Verdict<Acquired<u32, Payload>>) -> (u32, Decision) {
         match verdict {
-            Verdict::Hit(Ok(hit)) => hit,
+            Verdict::Hit(Ok((n, Ok(d)))) => (n, d),
+            Verdict::Hit(Ok((_, Err(check)))) => panic!("expected a charge, stopped by {check:?}"),
             Verdict::Hit(Err(never)) => match never {},
             Verdict::Miss(_) => panic!("expected a hit, got a miss"),
             Verdict::Refused => panic!("expected a hit, got a refusal"),
@@ -338,21 +352,24 @@ mod tests {
         insert(&v, &key, "t", Payload(7, Some(limit)));
         let h = header(&key);
         // The first charge caches `one`'s key; `two` (another process's view) goes by id.
-        let (_, d) = hit(v.verify_and_acquire(&h, None, &one, 1, |p| p.0));
+        let (_, d) =
+            hit(v.verify_and_acquire(&h, None, &one, 1, RequestContext::default(), |p| p.0));
         assert_eq!(d.remaining, 3);
-        let (_, d) = hit(v.verify_and_acquire(&h, None, &one, 1, |p| p.0));
+        let (_, d) =
+            hit(v.verify_and_acquire(&h, None, &one, 1, RequestContext::default(), |p| p.0));
         assert_eq!(d.remaining, 2);
-        let (_, d) = hit(v.verify_and_acquire(&h, None, &two, 1, |p| p.0));
+        let (_, d) =
+            hit(v.verify_and_acquire(&h, None, &two, 1, RequestContext::default(), |p| p.0));
         assert_eq!(d.remaining, 1);
         assert_eq!(two.try_acquire("t", &quota, 1).remaining, 0);
         assert!(
-            !hit(v.verify_and_acquire(&h, None, &one, 1, |p| p.0))
+            !hit(v.verify_and_acquire(&h, None, &one, 1, RequestContext::default(), |p| p.0))
                 .1
                 .allowed
         );
         clock.advance(1.0).unwrap();
         assert!(
-            hit(v.verify_and_acquire(&h, None, &two, 1, |p| p.0))
+            hit(v.verify_and_acquire(&h, None, &two, 1, RequestContext::default(), |p| p.0))
                 .1
                 .allowed
         );
@@ -372,26 +389,68 @@ mod tests {
             let limit = Limit::new(quota.clone(), "tenant-a".to_owned());
             insert(&v, k, "a", Payload(n, Some(limit)));
         }
-        let (n, d) = hit(v.verify_and_acquire(&header(&k1), None, &limiter, 1, |p| p.0));
+        let (n, d) = hit(v.verify_and_acquire(
+            &header(&k1),
+            None,
+            &limiter,
+            1,
+            RequestContext::default(),
+            |p| p.0,
+        ));
         assert_eq!((n, d.allowed, d.remaining, d.limit), (1, true, 1, 2));
-        let (n, d) = hit(v.verify_and_acquire(&header(&k2), None, &limiter, 1, |p| p.0));
+        let (n, d) = hit(v.verify_and_acquire(
+            &header(&k2),
+            None,
+            &limiter,
+            1,
+            RequestContext::default(),
+            |p| p.0,
+        ));
         assert_eq!((n, d.allowed, d.remaining), (2, true, 0));
-        let (_, d) = hit(v.verify_and_acquire(&header(&k1), None, &limiter, 1, |p| p.0));
+        let (_, d) = hit(v.verify_and_acquire(
+            &header(&k1),
+            None,
+            &limiter,
+            1,
+            RequestContext::default(),
+            |p| p.0,
+        ));
         assert!(!d.allowed);
         assert_eq!(limiter.len(), 1);
         assert!(!limiter.try_acquire("tenant-a", &quota, 1).allowed);
         // A plan change reaches the cached records at once.
         quota.update(1.0, 5).unwrap();
-        let (_, d) = hit(v.verify_and_acquire(&header(&k2), None, &limiter, 1, |p| p.0));
+        let (_, d) = hit(v.verify_and_acquire(
+            &header(&k2),
+            None,
+            &limiter,
+            1,
+            RequestContext::default(),
+            |p| p.0,
+        ));
         assert!(d.allowed && d.limit == 5);
         clock.advance(60.0).unwrap();
         let unknown = generate_key(Env::Live).unwrap();
         assert!(matches!(
-            v.verify_and_acquire(&header(&unknown), None, &limiter, 1, |p| p.0),
+            v.verify_and_acquire(
+                &header(&unknown),
+                None,
+                &limiter,
+                1,
+                RequestContext::default(),
+                |p| p.0
+            ),
             Verdict::Miss(_)
         ));
         assert!(matches!(
-            v.verify_and_acquire(b"Basic x", None, &limiter, 1, |p| p.0),
+            v.verify_and_acquire(
+                b"Basic x",
+                None,
+                &limiter,
+                1,
+                RequestContext::default(),
+                |p| p.0
+            ),
             Verdict::Refused
         ));
     }
@@ -401,10 +460,59 @@ mod tests {
         let (_clock, v, limiter) = setup();
         let key = generate_key(Env::Live).unwrap();
         insert(&v, &key, "a", Payload(7, None));
-        let (n, d) = hit(v.verify_and_acquire(&header(&key), None, &limiter, 1, |p| p.0));
+        let (n, d) = hit(v.verify_and_acquire(
+            &header(&key),
+            None,
+            &limiter,
+            1,
+            RequestContext::default(),
+            |p| p.0,
+        ));
         assert_eq!(n, 7);
         assert_eq!(d, UNLIMITED);
         assert!(limiter.is_empty());
+    }
+
+    #[test]
+    fn a_restricted_record_is_checked_before_it_is_charged() {
+        let (_clock, v, limiter) = setup();
+        let quota = Arc::new(Quota::new(1.0, 2).unwrap());
+        let key = generate_key(Env::Live).unwrap();
+        let record = Record {
+            tenant_id: "a".to_owned(),
+            key_id: "k".to_owned(),
+            expires_at: None,
+            usable: true,
+            payload: Payload(7, Some(Limit::new(quota.clone(), "a".to_owned()))),
+            restriction: crate::verifier::Restriction::new(Some(0b01), &["10.0.0.0/8"]).unwrap(),
+        };
+        v.insert(&v.hash(key.as_bytes()), record).unwrap();
+        let call = |scope, address| match v.verify_and_acquire(
+            &header(&key),
+            None,
+            &limiter,
+            1,
+            RequestContext { scope, address },
+            |p| p.0,
+        ) {
+            Verdict::Hit(Ok((7, admission))) => admission,
+            _ => panic!("expected a hit"),
+        };
+        for _ in 0..5 {
+            assert_eq!(call(None, None), Err(Check::Unchecked));
+            assert_eq!(call(Some(0b10), Some("10.0.0.1")), Err(Check::Scope));
+            assert_eq!(
+                call(Some(0b01), Some("11.0.0.1")),
+                Err(Check::SourceAddress)
+            );
+            assert_eq!(
+                call(Some(0b01), Some("not an address")),
+                Err(Check::SourceAddress)
+            );
+        }
+        assert!(limiter.is_empty(), "stopped requests charge nothing");
+        assert_eq!(call(Some(0b01), Some("10.0.0.1")).unwrap().remaining, 1);
+        assert_eq!(call(Some(0), Some("::ffff:10.9.9.9")).unwrap().remaining, 0);
     }
 
     #[test]
@@ -419,7 +527,15 @@ mod tests {
             Payload(1, Some(Limit::new(quota.clone(), "a".to_owned()))),
         );
         let charge = |limiter: &Limiter| {
-            hit(v.verify_and_acquire(&header(&key), None, limiter, 1, |p| p.0)).1
+            hit(v.verify_and_acquire(
+                &header(&key),
+                None,
+                limiter,
+                1,
+                RequestContext::default(),
+                |p| p.0,
+            ))
+            .1
         };
         assert_eq!(charge(&limiter).remaining, 2);
         // Another limiter (on another clock) keeps its own bucket; the handle stays the first's.
@@ -458,9 +574,17 @@ mod tests {
             expires_at: None,
             usable: true,
             payload: Limit::new(quota, Unreadable),
+            restriction: None,
         };
         v.insert(&v.hash(key.as_bytes()), record).unwrap();
-        let verdict = v.verify_and_acquire(&header(&key), None, &limiter, 1, |_| ());
+        let verdict = v.verify_and_acquire(
+            &header(&key),
+            None,
+            &limiter,
+            1,
+            RequestContext::default(),
+            |_| (),
+        );
         assert!(matches!(verdict, Verdict::Hit(Err("unreadable"))));
         assert!(limiter.is_empty());
     }

@@ -15,6 +15,7 @@
 
 mod acquire;
 mod domains;
+mod restrict;
 mod table;
 
 use std::fmt;
@@ -26,8 +27,9 @@ use crate::header::bearer_token;
 use crate::keys::{check_key, Digest, DisplayPrefix, KeyHasher};
 use crate::shard::Fingerprinter;
 
-pub use self::acquire::{Acquired, BucketId, Charge, Limit, Limited, UNLIMITED};
+pub use self::acquire::{Acquired, Admission, BucketId, Charge, Limit, Limited, UNLIMITED};
 use self::domains::Domains;
+pub use self::restrict::{Check, Network, RequestContext, Restriction};
 use self::table::{deadline, Entry, Table};
 
 /// What to cache for a key found in the database.
@@ -43,6 +45,9 @@ pub struct Record<P> {
     pub usable: bool,
     /// What a hit returns.
     pub payload: P,
+    /// The scopes and networks the key is limited to (`None`: none), checked by
+    /// [`Verifier::verify_and_acquire`] before it charges anything.
+    pub restriction: Option<Restriction>,
 }
 
 /// A cache miss: look `digest` up in the database, insert the result, verify again.
@@ -164,18 +169,18 @@ impl<P> Verifier<P> {
         host: Option<&[u8]>,
         on_hit: impl FnOnce(&P) -> R,
     ) -> Verdict<R> {
-        self.verify_timed(header, host, |p, _| on_hit(p))
+        self.verify_timed(header, host, |p, _, _| on_hit(p))
     }
 
-    /// [`Verifier::verify_with`], also passing the callback the monotonic time (ns) the
-    /// verdict was reached at, so a caller can reuse it (say, for a rate limiter on the same
-    /// clock) instead of reading the clock again.
+    /// [`Verifier::verify_with`], also passing the callback the record's restriction and the
+    /// monotonic time (ns) the verdict was reached at, so a caller can reuse it (say, for a
+    /// rate limiter on the same clock) instead of reading the clock again.
     #[inline]
     pub fn verify_timed<R>(
         &self,
         header: &[u8],
         host: Option<&[u8]>,
-        on_hit: impl FnOnce(&P, u64) -> R,
+        on_hit: impl FnOnce(&P, Option<&Restriction>, u64) -> R,
     ) -> Verdict<R> {
         let Some(token) = bearer_token(header) else {
             return Verdict::Refused;
@@ -198,7 +203,7 @@ impl<P> Verifier<P> {
         host: Option<&[u8]>,
         on_hit: impl FnOnce(&P) -> R,
     ) -> Verdict<R> {
-        self.lookup_timed(digest, display_prefix, host, |p, _| on_hit(p))
+        self.lookup_timed(digest, display_prefix, host, |p, _, _| on_hit(p))
     }
 
     #[inline]
@@ -207,7 +212,7 @@ impl<P> Verifier<P> {
         digest: &Digest,
         display_prefix: DisplayPrefix,
         host: Option<&[u8]>,
-        on_hit: impl FnOnce(&P, u64) -> R,
+        on_hit: impl FnOnce(&P, Option<&Restriction>, u64) -> R,
     ) -> Verdict<R> {
         let bound = self.domains.bound_tenant(host);
         self.table.find(
@@ -230,7 +235,7 @@ impl<P> Verifier<P> {
                 {
                     return Verdict::Refused;
                 }
-                Verdict::Hit(on_hit(payload, now))
+                Verdict::Hit(on_hit(payload, entry.restriction.as_deref(), now))
             },
         )
     }
@@ -285,6 +290,7 @@ impl<P> Verifier<P> {
             self.fingerprints.of(&record.key_id),
             self.fingerprints.of(&record.tenant_id),
             record.payload,
+            record.restriction.map(Box::new),
         );
         self.table.put(entry, now);
         Ok(())
@@ -389,6 +395,7 @@ mod tests {
             expires_at: None,
             usable: true,
             payload,
+            restriction: None,
         }
     }
 
@@ -748,6 +755,7 @@ mod tests {
             expires_at: Some(f64::NAN),
             usable: true,
             payload: 0,
+            restriction: None,
         };
         assert!(v.insert(&[0; 32], r).is_err());
     }

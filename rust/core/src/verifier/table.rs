@@ -22,6 +22,7 @@ use hashbrown::HashTable;
 use parking_lot::RwLock;
 use subtle::ConstantTimeEq;
 
+use super::restrict::Restriction;
 use crate::keys::Digest;
 use crate::shard::{keep_after_eviction, shard_layout, shard_of, Fp, IdentityBuild};
 
@@ -44,6 +45,8 @@ pub(super) struct Entry<P> {
     next: u32,
     /// `None` for a cached refusal.
     pub(super) payload: Option<P>,
+    /// The record's scopes and networks; `None` (8 bytes, the common case) for none.
+    pub(super) restriction: Option<Box<Restriction>>,
 }
 
 impl<P> Entry<P> {
@@ -56,6 +59,7 @@ impl<P> Entry<P> {
         key: Fp,
         tenant: Fp,
         payload: P,
+        restriction: Option<Box<Restriction>>,
     ) -> Self {
         Self {
             digest,
@@ -66,6 +70,7 @@ impl<P> Entry<P> {
             prev: NIL,
             next: NIL,
             payload: Some(payload),
+            restriction,
         }
     }
 
@@ -80,6 +85,7 @@ impl<P> Entry<P> {
             prev: NIL,
             next: NIL,
             payload: None,
+            restriction: None,
         }
     }
 }

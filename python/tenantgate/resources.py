@@ -70,5 +70,6 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             pepper=settings.security.key_pepper,
             remake_user=lambda tenant: users.make(tenant.names),
         )
+        stack.push_async_callback(tenant_redis.aclose)
         s3 = await stack.enter_async_context(open_s3(settings.s3))
         yield Resources(database=database, redis=redis, tenant_redis=tenant_redis, s3=s3)

@@ -91,27 +91,29 @@ def test_a_refill_that_arrives_after_an_update_is_never_served(
         async with open_redis(service_settings.redis) as client:
             pepper = service_settings.security.key_pepper
             users = RedisUser(client, pepper)
-            cache = ItemCache(
-                TenantRedis(
-                    client,
-                    pepper=pepper,
-                    remake_user=lambda tenant: users.make(tenant.names),
-                )
+            tenant_redis = TenantRedis(
+                client, pepper=pepper, remake_user=lambda tenant: users.make(tenant.names)
             )
-            cached, seen_version = await cache.lookup(where, item_id)
-            assert cached is None
-            assert seen_version is not None
+            try:
+                await step_by_step(ItemCache(tenant_redis))
+            finally:
+                await tenant_redis.aclose()
 
-            await cache.invalidate(where, item_id)  # the writer, after its commit
-            await cache.store(where, item_id, seen_version, b'{"stale": true}')  # the reader
+    async def step_by_step(cache: ItemCache) -> None:
+        cached, seen_version = await cache.lookup(where, item_id)
+        assert cached is None
+        assert seen_version is not None
 
-            cached, current_version = await cache.lookup(where, item_id)
-            assert cached is None
-            assert current_version not in (None, seen_version)
+        await cache.invalidate(where, item_id)  # the writer, after its commit
+        await cache.store(where, item_id, seen_version, b'{"stale": true}')  # the reader
 
-            assert current_version is not None
-            await cache.store(where, item_id, current_version, b'{"fresh": true}')
-            assert await cache.lookup(where, item_id) == (b'{"fresh": true}', current_version)
+        cached, current_version = await cache.lookup(where, item_id)
+        assert cached is None
+        assert current_version not in (None, seen_version)
+
+        assert current_version is not None
+        await cache.store(where, item_id, current_version, b'{"fresh": true}')
+        assert await cache.lookup(where, item_id) == (b'{"fresh": true}', current_version)
 
     asyncio.run(race())
 

@@ -22,6 +22,7 @@ from redis.exceptions import AskError, AuthenticationError, MovedError, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tenantgate.cache.pipelined import Command, PipelinedConnection, Reply, pack
 from tenantgate.errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
@@ -48,13 +49,6 @@ _logger = logging.getLogger("tenantgate.cache")
 
 RedisClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
 """The service's management client: a single server's, or a cluster's."""
-
-Command = tuple[str | bytes | int | float, ...]
-"""One Redis command and its arguments."""
-
-Reply = object
-"""One command's answer as redis-py parses it (bytes, int, list, None), or the
-:class:`~redis.exceptions.ResponseError` Redis answered instead."""
 
 
 class DatabaseRefusedError(ServiceUnavailableError):
@@ -230,7 +224,7 @@ def source_of(client: RedisClient, *, keep_idle: int = 0) -> ConnectionSource:
 
 
 async def round_trip(
-    source: ConnectionSource,
+    source: ConnectionSource | PipelinedConnection,
     routing_key: bytes,
     commands: Sequence[Command],
     *,
@@ -251,6 +245,8 @@ async def round_trip(
     to the new node, once (then :class:`TopologyChangedError`). The commands must be
     idempotent.
     """
+    if isinstance(source, PipelinedConnection):
+        return await _pipelined_round_trip(source, commands, database, restore)
     for attempt in (1, 2):
         lease = await source.borrow(routing_key)
         try:
@@ -270,6 +266,43 @@ async def round_trip(
             continue
         return replies
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _pipelined_round_trip(
+    connection: PipelinedConnection,
+    commands: Sequence[Command],
+    database: int | None,
+    restore: Sequence[Command],
+) -> list[Reply]:
+    """:func:`round_trip` on the shared, auto-pipelined connection (see
+    :mod:`tenantgate.cache.pipelined`)."""
+    prologue: list[Command] = []
+    epilogue: list[Command] = list(restore)
+    if database is not None:
+        prologue.append(("SELECT", database))
+        epilogue.append(("SELECT", connection.database))
+    everything = [*prologue, *commands, *epilogue]
+    packed = pack(everything)
+    for attempt in (1, 2):
+        try:
+            async with asyncio.timeout(connection.timeout):
+                replies = await connection.exchange(packed, len(everything))
+            break
+        except RedisConnectionError:
+            if attempt == 2:
+                raise
+            # Redis closed the connection (a restart): once more, on a new one.
+        except TimeoutError as slow:
+            # Slow is not broken: the replies will be read and dropped in turn.
+            raise RedisTimeoutError("Timeout talking to Redis") from slow
+    back = replies[len(everything) - len(epilogue) :]
+    if not all(reply == b"OK" for reply in back):
+        # The connection is not surely the service's in its own database any more.
+        _logger.error("Redis did not put a connection back: %r", back)
+        connection.close()
+    if prologue and isinstance(replies[0], Exception):
+        raise DatabaseRefusedError(database or 0)
+    return replies[len(prologue) : len(everything) - len(epilogue)]
 
 
 async def _exchange(
@@ -308,32 +341,6 @@ async def _exchange(
     if prologue and isinstance(replies[0], Exception):
         raise DatabaseRefusedError(database or 0)
     return replies[len(prologue) : len(everything) - len(epilogue)]
-
-
-def pack(commands: Sequence[Command]) -> bytes:
-    """``commands`` in the Redis protocol, as redis-py's ``pack_commands`` would send them (a
-    command name with a space is split into its words; an ``int`` in decimal, a ``float`` as
-    its ``repr``) in a third of its time: packing showed in profiles of every cached read."""
-    parts: list[bytes] = []
-    append = parts.append
-    for command in commands:
-        name = command[0]
-        if isinstance(name, str) and " " in name:
-            command = (*name.split(), *command[1:])
-        append(b"*%d\r\n" % len(command))
-        for argument in command:
-            if isinstance(argument, bytes):
-                encoded = argument
-            elif isinstance(argument, str):
-                encoded = argument.encode()
-            elif isinstance(argument, bool):  # an int, but redis-py refuses it: so do we
-                raise TypeError(f"a bool is not a Redis argument: {command!r}")
-            elif isinstance(argument, int):
-                encoded = b"%d" % argument
-            else:
-                encoded = repr(argument).encode()
-            append(b"$%d\r\n%s\r\n" % (len(encoded), encoded))
-    return b"".join(parts)
 
 
 async def _send(connection: AbstractConnection, packed: bytes) -> None:

@@ -34,12 +34,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio
 
 from tenantgate.cache.connections import (
     Command,
+    ConnectionSource,
     RedisClient,
     Reply,
     round_trip,
@@ -47,6 +48,7 @@ from tenantgate.cache.connections import (
 )
 from tenantgate.cache.errors import translate, translating
 from tenantgate.cache.passwords import tenant_password
+from tenantgate.cache.pipelined import PipelinedConnection
 from tenantgate.errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
@@ -87,12 +89,6 @@ class TenantRedis:
     __slots__ = ("_down_until", "_pepper", "_remake_user", "_service_auth", "_source")
 
     def __init__(self, client: RedisClient, *, pepper: bytes, remake_user: RemakeUser) -> None:
-        # At most half the pool's connections wait here between round trips, so the rest
-        # stay in the pool for the service's own commands (users, placements, announcements).
-        keep_idle = 0
-        if not isinstance(client, redis.asyncio.RedisCluster):
-            keep_idle = max(1, client.connection_pool.max_connections // 2)
-        self._source = source_of(client, keep_idle=keep_idle)
         self._pepper = pepper
         self._remake_user = remake_user
         kwargs = (
@@ -105,6 +101,7 @@ class TenantRedis:
             kwargs.get("username") or "default",
             kwargs.get("password") or "",
         )
+        self._source = _tenant_source(client, kwargs, self._service_auth)
         self._down_until = 0.0
 
     async def run(self, tenant: RedisTenant, commands: Sequence[Command]) -> list[Reply]:
@@ -146,6 +143,11 @@ class TenantRedis:
             raise self._down(exc) from exc
         return not isinstance(replies[0], Exception), replies[1:]
 
+    async def aclose(self) -> None:
+        """Close the shared connection of a single server (a pool closes its own)."""
+        if isinstance(self._source, PipelinedConnection):
+            await self._source.aclose()
+
     def _down(self, exc: Exception) -> Exception:
         """Remember that Redis failed us; the error to raise for ``exc``."""
         translated = translate(exc)
@@ -153,3 +155,26 @@ class TenantRedis:
             self._down_until = time.monotonic() + DOWN_FOR_SECONDS
             return ServiceUnavailableError("redis", retry_after=DOWN_FOR_SECONDS)
         return exc
+
+
+def _tenant_source(
+    client: RedisClient, kwargs: dict[str, Any], service_auth: Command
+) -> ConnectionSource | PipelinedConnection:
+    """Where tenants' round trips go: on a single server reached over TCP, one shared
+    connection that writes concurrent round trips together (:mod:`~tenantgate.cache.pipelined`);
+    on a cluster, the node of the tenant's slot."""
+    if isinstance(client, redis.asyncio.RedisCluster) or "host" not in kwargs:
+        return source_of(client)
+    login: list[Command] = []
+    if kwargs.get("password"):
+        login.append(service_auth)
+    database = int(kwargs.get("db") or 0)
+    if database:
+        login.append(("SELECT", database))
+    return PipelinedConnection(
+        kwargs["host"],
+        int(kwargs.get("port") or 6379),
+        login=login,
+        database=database,
+        timeout=float(kwargs.get("socket_timeout") or 0.5),
+    )

@@ -5,6 +5,7 @@ Run with `make bench-tenants` (needs `wrk`, Debian package `wrk`)::
 
     python benches/many_tenants.py [--tenants 10000] [--quick] [--s3-tenants 100]
                                    [--concurrency 4] [--json bench-tenants.json]
+                                   [--spread-only] [--key-trusted-seconds 60]
 
 It starts `tenantgate dev` (embedded PostgreSQL, Redis, SeaweedFS) in a throw-away folder and
 then, in order:
@@ -27,6 +28,11 @@ then, in order:
    SIGKILLed once half the schemas are reported done, then run again. Checked afterwards:
    every schema is at version 2 with the new column, the second run migrated exactly the
    schemas the first had not, and the total time of both runs.
+
+``--spread-only`` provisions the tenants (none through S3 unless ``--s3-tenants`` says so) and
+runs the spread read alone; ``--key-trusted-seconds`` sets the service's
+``TENANTGATE_KEY_CACHE_TRUSTED_SECONDS`` (1: every key record trusted one second, as before it
+existed).
 
 Prints a table and writes ``bench-tenants.json`` (git-ignored).
 """
@@ -452,7 +458,10 @@ def start_dev(folder: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"memory": memory()}
+    results: dict[str, Any] = {} if args.spread_only else {"memory": memory()}
+    if args.key_trusted_seconds is not None:
+        os.environ["TENANTGATE_KEY_CACHE_TRUSTED_SECONDS"] = str(args.key_trusted_seconds)
+    results["key_trusted_seconds"] = os.environ.get("TENANTGATE_KEY_CACHE_TRUSTED_SECONDS", "60")
     with tempfile.TemporaryDirectory(prefix="tenantgate-tenants-") as name:
         folder = Path(name)
         dev, ready = start_dev(folder)
@@ -486,6 +495,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             else:
                 print("wrk is not installed: no spread read", file=sys.stderr)
+            if args.spread_only:
+                return results
             results["migration"] = fleet_migration(
                 env, ready["database_admin_url"], folder, args.tenants, args.migrate_concurrency
             )
@@ -496,6 +507,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any]) -> None:
+    if "migration" not in results:
+        report_spread(results)
+        return
     memory_, moved = results["memory"], results["migration"]
     print(f"\n{moved['tenants']:,} tenants:\n")
     print("| measure | value |")
@@ -533,8 +547,13 @@ def report(results: dict[str, Any]) -> None:
         f"{memory_['per_tenant_extra_rss_bytes']:.0f} B / "
         f"{memory_['per_tenant_extra_python_bytes']:.0f} B |"
     )
+    report_spread(results)
+
+
+def report_spread(results: dict[str, Any]) -> None:
     spread = results.get("spread_read")
     if spread:
+        print(f"| key records trusted while live (s) | {results['key_trusted_seconds']} |")
         for label, measured in spread.items():
             if isinstance(measured, dict):
                 print(
@@ -561,6 +580,15 @@ def main() -> int:
     parser.add_argument("--migrate-concurrency", type=int, default=8)
     parser.add_argument("--json", type=Path, default=Path("bench-tenants.json"))
     parser.add_argument("--measure-memory", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--spread-only", action="store_true", help="provision, then only the spread read"
+    )
+    parser.add_argument(
+        "--key-trusted-seconds",
+        type=float,
+        default=None,
+        help="TENANTGATE_KEY_CACHE_TRUSTED_SECONDS for the service (default: its own, 60)",
+    )
     args = parser.parse_args()
     if args.measure_memory:
         print(json.dumps(measure_memory(*args.measure_memory)))
@@ -570,7 +598,7 @@ def main() -> int:
         args.tenants = QUICK_TENANTS
         args.wrk_seconds = QUICK_WRK_SECONDS
     if args.s3_tenants is None:
-        args.s3_tenants = QUICK_S3_TENANTS if args.quick else S3_TENANTS
+        args.s3_tenants = 0 if args.spread_only else QUICK_S3_TENANTS if args.quick else S3_TENANTS
     results = run(args)
     report(results)
     args.json.write_text(json.dumps(results, indent=2) + "\n")

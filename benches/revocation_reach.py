@@ -7,8 +7,9 @@ Starts `tenantgate dev` (instance A) and a second `tenantgate serve` on the same
 fast as they can, the key revoked through A, and the clients kept going for 1.5 s. The figure is
 the time from the moment A's `DELETE` answered to the moment B answered its last 200 with the
 key (negative or zero: B refused every request answered after the revocation). Revocations
-reach B through Redis pub/sub; the contract's bound is one second (the records' lifetime, the
-backstop when Redis is unreachable).
+reach B through Redis pub/sub (B trusts the key's record for a minute while its subscription is
+provably live); the backstop when Redis is unreachable is about two seconds (records fall back
+to one second the moment the subscription stops proving itself live).
 """
 
 from __future__ import annotations

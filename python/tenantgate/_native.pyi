@@ -149,15 +149,21 @@ class Verifier:
         bucket: str | None = None,
         scopes: int | None = None,
         networks: Sequence[str] = ...,
+        ttl_seconds: float | None = None,
     ) -> None:
-        """Cache a record; ``scopes`` is a mask of scope bits (None: every scope), ``networks``
-        IPv4/IPv6 CIDRs or addresses (parsed now; ValueError for one that does not parse)."""
+        """Cache a record for ``ttl_seconds`` (default: the verifier's TTL); ``scopes`` is a
+        mask of scope bits (None: every scope), ``networks`` IPv4/IPv6 CIDRs or addresses
+        (parsed now; ValueError for one that does not parse)."""
     def insert_refusal(self, digest: bytes) -> None: ...
     def invalidate_key(self, key_id: str) -> bool: ...
     def invalidate_tenant(self, tenant_id: str) -> int: ...
     def bind_domain(self, domain: str, tenant_id: str) -> None: ...
     def unbind_domain(self, domain: str) -> None: ...
     def clear(self) -> None: ...
+    def shorten(self, within_seconds: float) -> int:
+        """Make every record that would stay fresh longer than ``within_seconds`` go stale
+        within them, each at its own point of that span (spread by its digest); refusals
+        stay. How many were shortened."""
     def __len__(self) -> int: ...
 
 @final

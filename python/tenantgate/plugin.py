@@ -46,7 +46,7 @@ from tenantgate.audit.middleware import AuditMiddleware
 from tenantgate.audit.seal import AuditSealer, SealCounts, Signer
 from tenantgate.audit.seal_signer import HsmSealSigner
 from tenantgate.cache import TenantCache
-from tenantgate.cache.announcements import listen, publish
+from tenantgate.cache.announcements import Announcer, listen
 from tenantgate.cache.client import open_redis
 from tenantgate.cluster_limits import ClusterBudget
 from tenantgate.db.identity_source import PostgresIdentitySource
@@ -111,8 +111,9 @@ SEALER_STATE_KEY: Final = "tenantgate_sealer"
 _logger = logging.getLogger("tenantgate")
 
 KEY_CACHE_TTL_SECONDS: Final = 1.0
-"""How long a key record is trusted without asking PostgreSQL: the bound on how late a
-revocation made through another instance is seen."""
+"""How long a key record is trusted without asking PostgreSQL when this instance cannot prove
+it hears every announced change: the bound on how late a revocation made through another
+instance is seen without Redis (``TENANTGATE_KEY_CACHE_TRUSTED_SECONDS`` applies while it can)."""
 
 
 def provide_resources(state: State) -> Resources:
@@ -207,6 +208,7 @@ class TenantGatePlugin(InitPluginProtocol):
 
     __slots__ = (
         "admin_path_prefixes",
+        "announcer",
         "audit",
         "audit_signer",
         "brake",
@@ -248,7 +250,10 @@ class TenantGatePlugin(InitPluginProtocol):
         self.hsm = Hsm(settings.hsm) if settings.hsm is not None else None
         """The PKCS#11 token of HSM keys (None when none is configured); opened on first use."""
         self.identity = IdentityCache(
-            Verifier(pepper, ttl_seconds=key_cache_ttl_seconds), hsm=self.hsm
+            Verifier(pepper, ttl_seconds=key_cache_ttl_seconds),
+            hsm=self.hsm,
+            ttl_seconds=key_cache_ttl_seconds,
+            trusted_seconds=settings.key_cache.trusted_seconds,
         )
         """What this instance knows of keys, plans and custom domains."""
         self.limiter = open_limiter(settings.limits)
@@ -264,7 +269,7 @@ class TenantGatePlugin(InitPluginProtocol):
         )
         """The tenants' budgets across instances (``TENANTGATE_RATELIMIT_SCOPE=cluster``)."""
         self.metrics.registry.register(
-            FrontDoorCollector(self.identity.keys, self.brake, self.cluster)
+            FrontDoorCollector(self.identity.keys, self.brake, self.cluster, self.identity.liveness)
         )
         self.audit = AuditWriter()
         """Audit records of requests that change nothing in PostgreSQL themselves."""
@@ -273,6 +278,8 @@ class TenantGatePlugin(InitPluginProtocol):
         self.metrics.registry.register(AuditCollector(self.audit, self.seal_counts))
         self.issuer = KeyIssuer(KeyHasher(pepper), hsm=self.hsm)
         """Makes new API keys."""
+        self.announcer: Announcer | None = None
+        """Announces changes to the other instances (while the app runs)."""
 
     @property
     def tenant_middleware(self) -> list[ASGIMiddleware]:
@@ -397,10 +404,18 @@ class TenantGatePlugin(InitPluginProtocol):
             repair = asyncio.create_task(_repair_left_overs(provisioner))
             hsm_opening = asyncio.create_task(_open_hsm(self.hsm))
             redis = resources.redis
-            self.identity.announce = lambda message: publish(redis, message)
+            announcer = Announcer(redis)
+            self.announcer = announcer
+            self.identity.announce = announcer.announce
             listener = asyncio.create_task(
-                listen(redis, self.identity.apply_announcement, self.identity.forget_everything)
+                listen(
+                    redis,
+                    self.identity.apply_announcement,
+                    self.identity.forget_everything,
+                    self.identity.liveness,
+                )
             )
+            resender = asyncio.create_task(announcer.resend_forever())
             try:
                 async with (
                     self.audit.running(resources.database),
@@ -411,7 +426,14 @@ class TenantGatePlugin(InitPluginProtocol):
                     yield
             finally:
                 self.identity.announce = None
-                for task in (repair, listener, hsm_opening):
+                self.announcer = None
+                if announcer.unsent:
+                    _logger.warning(
+                        "stopping with %d announcements Redis never took: other instances "
+                        "apply them when their records expire",
+                        announcer.unsent,
+                    )
+                for task in (repair, listener, resender, hsm_opening):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task

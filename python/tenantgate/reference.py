@@ -650,13 +650,15 @@ class Verifier:
         bucket: str | None = None,
         scopes: int | None = None,
         networks: Sequence[str] = (),
+        ttl_seconds: float | None = None,
     ) -> None:
-        """Cache the answer for ``digest`` for ``ttl_seconds``.
+        """Cache the answer for ``digest`` for ``ttl_seconds`` (default: the verifier's).
 
         ``quota`` and ``bucket`` (default: the tenant id), ``scopes`` (a mask of scope bits;
         None for every scope) and ``networks`` (CIDRs; empty for anywhere) are only used by
         verify_and_acquire.
         """
+        ttl_ns = self._ttl_ns if ttl_seconds is None else _ttl_ns(ttl_seconds, "ttl_seconds")
         restriction = _restriction(scopes, networks)
         if expires_at is None:
             expiry = _INF
@@ -664,7 +666,7 @@ class Verifier:
             raise ValueError("expires_at must not be NaN")
         else:
             expiry = float(expires_at)
-        stale_at = self._monotonic_ns() + self._ttl_ns
+        stale_at = self._monotonic_ns() + ttl_ns
         if bucket is None:
             bucket = tenant_id
         entry = (
@@ -710,6 +712,23 @@ class Verifier:
         """Forget every cached entry (domain bindings stay)."""
         with self._lock:
             self._entries.clear()
+
+    def shorten(self, within_seconds: float) -> int:
+        """Make every record that would stay fresh longer than ``within_seconds`` go stale
+        within them, each at its own point of that span (spread by its digest); refusals
+        stay. How many were shortened."""
+        within = _ttl_ns(within_seconds, "within_seconds")
+        shortened = 0
+        with self._lock:
+            now = self._monotonic_ns()
+            entries = self._entries
+            for digest, entry in entries.items():
+                if entry[1] is None or entry[0] <= now + within:
+                    continue
+                spread = 1 + int.from_bytes(digest[16:24], "little") % within
+                entries[digest] = (now + spread, *entry[1:])
+                shortened += 1
+        return shortened
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -37,7 +37,9 @@ pooled connection, or a command's answer) may take before the cache is treated a
 ``TENANTGATE_REDIS_CLUSTER`` (default false): the Redis URL names a node of a Redis Cluster;
 ``TENANTGATE_TRUSTED_PROXIES`` (default none): CIDRs whose ``X-Forwarded-For`` is believed;
 ``TENANTGATE_RATELIMIT_SCOPE`` (default ``host``): ``cluster`` for one budget per tenant across
-the instances sharing the Redis (:mod:`tenantgate.cluster_limits`), and
+the instances sharing the Redis (:mod:`tenantgate.cluster_limits`),
+``TENANTGATE_KEY_CACHE_TRUSTED_SECONDS`` (default 60): how long a key's record is trusted while
+the instance provably hears every announced change (one second otherwise), and
 ``TENANTGATE_RATELIMIT_REDIS_TIMEOUT`` (default 0.1): seconds one lease round trip may take
 there before the host tier decides alone;
 ``TENANTGATE_DATABASE_PGBOUNCER`` (default false): the database URL goes through PgBouncer in
@@ -63,6 +65,7 @@ __all__ = [
     "AuditSettings",
     "DatabaseSettings",
     "HsmSettings",
+    "KeyCacheSettings",
     "LimitsSettings",
     "RateLimitScope",
     "RedisIsolation",
@@ -286,6 +289,19 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyCacheSettings:
+    """How long a key's record is trusted without asking PostgreSQL again."""
+
+    trusted_seconds: float = 60.0
+    """``TENANTGATE_KEY_CACHE_TRUSTED_SECONDS``: how long a key's record is trusted while this
+    instance provably hears every change announced over Redis pub/sub (its subscription
+    answered a ping within the last second; default 60). Otherwise records are trusted one
+    second, and the moment that proof lapses every longer-trusted record is cut back to within
+    a second. ``1`` keeps one second always (every instance then reads each key's record from
+    PostgreSQL about once a second). See :mod:`tenantgate.identity.liveness`."""
+
+
+@dataclass(frozen=True, slots=True)
 class AuditSettings:
     """Sealing the audit chains' heads into the locked audit bucket."""
 
@@ -327,6 +343,9 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     """Sealing the audit log."""
 
+    key_cache: KeyCacheSettings = field(default_factory=KeyCacheSettings)
+    """How long key records are trusted."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         """Read every setting from ``environ``.
@@ -364,6 +383,9 @@ class Settings:
                 retention_days=env.bounded_int(
                     "AUDIT_RETENTION_DAYS", default=365, low=1, high=_MAX_RETENTION_DAYS
                 ),
+            ),
+            key_cache=KeyCacheSettings(
+                trusted_seconds=env.positive_seconds("KEY_CACHE_TRUSTED_SECONDS", default=60.0)
             ),
         )
 

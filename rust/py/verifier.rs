@@ -238,14 +238,14 @@ impl Verifier {
         hash_with(py, key, |k| self.inner.hash(k))
     }
 
-    /// Caches a key record for `digest` for the TTL. `quota` and `bucket` (default: the
-    /// tenant id), `scopes` (a mask of scope bits; `None`: every scope) and `networks` (CIDRs
-    /// the key may be used from, parsed here; empty: anywhere) are only used by
-    /// `verify_and_acquire`.
+    /// Caches a key record for `digest` for the TTL (or `ttl_seconds`). `quota` and `bucket`
+    /// (default: the tenant id), `scopes` (a mask of scope bits; `None`: every scope) and
+    /// `networks` (CIDRs the key may be used from, parsed here; empty: anywhere) are only used
+    /// by `verify_and_acquire`.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         digest, *, tenant_id, key_id, expires_at, usable, payload, quota = None, bucket = None,
-        scopes = None, networks = Vec::new(),
+        scopes = None, networks = Vec::new(), ttl_seconds = None,
     ))]
     fn insert(
         &self,
@@ -260,6 +260,7 @@ impl Verifier {
         bucket: Option<Bound<'_, PyString>>,
         scopes: Option<u16>,
         networks: Vec<String>,
+        ttl_seconds: Option<f64>,
     ) -> PyResult<()> {
         let digest = convert::digest(digest)?;
         let restriction = core::Restriction::new(scopes, &networks).map_err(Error)?;
@@ -289,7 +290,11 @@ impl Verifier {
             },
             restriction,
         };
-        Ok(self.inner.insert(&digest, record).map_err(Error)?)
+        let inserted = match ttl_seconds {
+            None => self.inner.insert(&digest, record),
+            Some(ttl) => self.inner.insert_for(&digest, record, ttl),
+        };
+        Ok(inserted.map_err(Error)?)
     }
 
     /// Caches a refusal for `digest` for the negative TTL.
@@ -321,6 +326,12 @@ impl Verifier {
     /// Drops every cached entry (domain bindings stay).
     fn clear(&self) {
         self.inner.clear();
+    }
+
+    /// Makes every record that would stay fresh longer than `within_seconds` go stale within
+    /// them, each at its own point (spread by digest); refusals stay. How many were shortened.
+    fn shorten(&self, within_seconds: f64) -> PyResult<usize> {
+        Ok(self.inner.shorten(within_seconds).map_err(Error)?)
     }
 
     fn __len__(&self) -> usize {

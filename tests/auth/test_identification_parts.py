@@ -292,6 +292,44 @@ async def test_concurrent_misses_for_one_key_share_one_lookup() -> None:
     assert entry.identity.key_id == record.key_id
 
 
+@pytest.mark.parametrize(
+    ("live", "change_during_lookup", "trusted"),
+    [(True, False, True), (False, False, False), (True, True, False)],
+    ids=["live", "not-live", "changed-during-lookup"],
+)
+async def test_records_are_trusted_long_only_while_live_and_nothing_changed_meanwhile(
+    live: bool, change_during_lookup: bool, trusted: bool
+) -> None:
+    """A record read while an announcement landed may predate that change: it gets the TTL."""
+    from tenantgate._native import ManualClock
+
+    clock = ManualClock()
+    source = FakeSource()
+    key = source.add_key(_record())
+
+    async def lookup(digest: bytes) -> KeyRecord | None:
+        record = await source.find_key(digest)
+        if change_during_lookup:
+            keys.forget_key(uuid.uuid4())  # any key's announcement, applied meanwhile
+        return record
+
+    keys = KeyCache(
+        Verifier(PEPPER, ttl_seconds=1.0, clock=clock),
+        Plans(FakeSource().load_plans),
+        lookup,
+        ttl_seconds=1.0,
+        trusted_seconds=60.0,
+        live=lambda: live,
+    )
+    miss = keys.verifier.verify(f"Bearer {key}")
+    assert isinstance(miss, Miss)
+    await keys.resolve(miss)
+    clock.advance(30.0)
+    hit = not isinstance(keys.verifier.verify(f"Bearer {key}"), Miss)
+    assert hit is trusted
+    assert keys.trusted_inserts == int(trusted)
+
+
 async def test_a_failed_lookup_fails_every_waiter_and_the_next_miss_looks_up_again() -> None:
     source = FakeSource()
     key = source.add_key(_record())

@@ -1,5 +1,6 @@
-"""What the operator does through one instance applies on every other one within 1 s: each
-instance trusts a key record for at most a second and reloads domains every second."""
+"""What the operator does through one instance applies on every other one within 1 s: key
+changes are announced over Redis pub/sub (a record is trusted longer only while that provably
+works) and domains are reloaded every second."""
 
 from __future__ import annotations
 

@@ -201,3 +201,13 @@ def test_a_tenants_user_cannot_reach_past_its_slot(cluster_app: Any, redis_clust
             )
     finally:
         as_tenant.close()
+
+
+def test_the_announcements_subscription_is_provably_live_on_a_cluster(cluster_app: Any) -> None:
+    """Its pings are answered on a cluster too, so key records may be trusted long there."""
+    import time
+
+    deadline = time.monotonic() + 10.0
+    while "tenantgate_announcements_live 1.0" not in cluster_app.get("/metrics").text:
+        assert time.monotonic() < deadline, "the subscription never proved itself live"
+        time.sleep(0.1)

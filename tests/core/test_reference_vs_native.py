@@ -351,6 +351,7 @@ class VerifierAgreement(RuleBasedStateMachine):
         usable=st.booleans(),
         with_quota=st.booleans(),
         bucket=st.sampled_from([None, "shared-bucket"]),
+        ttl=st.sampled_from([None, None, 0.5, 60.0]),
     )
     def insert(
         self,
@@ -360,6 +361,7 @@ class VerifierAgreement(RuleBasedStateMachine):
         usable: bool,
         with_quota: bool,
         bucket: str | None,
+        ttl: float | None,
     ) -> None:
         expires_at = None if expires_in is None else self.clock.unix_time() + expires_in
         for impl, verifier in ((native, self.native), (ref, self.ref)):
@@ -372,7 +374,12 @@ class VerifierAgreement(RuleBasedStateMachine):
                 payload=self.payloads[i],
                 quota=self.quotas[impl] if with_quota else None,
                 bucket=bucket,
+                ttl_seconds=ttl,
             )
+
+    @rule(within=st.sampled_from([0.25, 1.0, 2.5]))
+    def shorten(self, within: float) -> None:
+        assert self.native.shorten(within) == self.ref.shorten(within)
 
     @rule(i=st.integers(0, len(KEYS) - 1))
     def insert_refusal(self, i: int) -> None:
@@ -473,6 +480,43 @@ def test_binding_an_empty_or_overlong_domain_is_refused(impl: object, domain: st
 def test_ttls_must_be_finite_and_positive(impl: object, ttl: float, negative_ttl: float):
     with pytest.raises(ValueError):
         impl.Verifier(PEPPER, ttl_seconds=ttl, negative_ttl_seconds=negative_ttl)
+
+
+@IMPLS
+def test_a_record_trusted_longer_is_cut_back_by_shorten(impl: object):
+    """A record inserted for longer than the TTL lives that long; ``shorten`` brings every such
+    record within the given span (each at a point its digest picks), and leaves refusals."""
+    clock = impl.ManualClock(1_000.0)
+    verifier = impl.Verifier(PEPPER, ttl_seconds=1.0, negative_ttl_seconds=5.0, clock=clock)
+    headers = [f"Bearer {key}" for key in KEYS]
+    for i, key in enumerate(KEYS[:-1]):
+        verifier.insert(
+            hmac.digest(PEPPER, key.encode(), "sha256"),
+            tenant_id="t",
+            key_id=f"k{i}",
+            expires_at=None,
+            usable=True,
+            payload=i,
+            ttl_seconds=60.0,
+        )
+    verifier.insert_refusal(hmac.digest(PEPPER, KEYS[-1].encode(), "sha256"))
+    clock.advance(30.0)
+    assert [verifier.verify(h) for h in headers[:-1]] == list(range(len(KEYS) - 1))
+    assert verifier.shorten(1.0) == len(KEYS) - 1
+    clock.advance(1.0)
+    assert all(isinstance(verifier.verify(h), impl.Miss) for h in headers[:-1])
+    with pytest.raises(ValueError, match="within_seconds"):
+        verifier.shorten(0.0)
+    with pytest.raises(ValueError, match="ttl_seconds"):
+        verifier.insert(
+            b"d" * 32,
+            tenant_id="t",
+            key_id="k",
+            expires_at=None,
+            usable=True,
+            payload=0,
+            ttl_seconds=math.nan,
+        )
 
 
 @IMPLS

@@ -1,6 +1,7 @@
 """Keys nearing expiry: `GET /admin/v1/keys/due` lists them, soonest first, and `tenantgate keys
 rotate-due` gives each a successor once (a rotated key is no longer due), printing the new
-secret; the old key keeps working through its grace period."""
+secret and announcing the rotation to running instances; the old key keeps working through
+its grace period."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import json
 from typing import Any
 
 import pytest
+import redis
 
 from tenantgate.cli import ExitCode
 from tenantgate.cli.keys import run_rotate_due
+from tenantgate.naming import ANNOUNCEMENTS_CHANNEL
 
 pytestmark = pytest.mark.servers
 
@@ -48,9 +51,18 @@ def test_due_keys_are_listed_and_rotated_once(
         == 422
     )
 
+    listener = redis.Redis.from_url(service_environment["TENANTGATE_REDIS_URL"]).pubsub()
+    listener.subscribe(ANNOUNCEMENTS_CHANNEL)
     out = io.StringIO()
     code = run_rotate_due(environ=service_environment, stdout=out, stderr=io.StringIO())
     assert code == ExitCode.OK
+    announced = set()
+    while (message := listener.get_message(timeout=1.0)) is not None:
+        if message["type"] == "message":
+            announced.add(message["data"].decode())
+    listener.close()
+    # Running instances may trust the old keys' records for a minute: they must hear of it.
+    assert {f"key:{soon['id']}", f"key:{sooner['id']}"} <= announced
     rotations = [json.loads(line) for line in out.getvalue().splitlines()]
     mine = {r["rotated_key_id"]: r for r in rotations if r["tenant_id"] == tenant.id}
     assert set(mine) == {soon["id"], sooner["id"]}

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 import msgspec
 
+from tenantgate.cache.announcements import Announcer
+from tenantgate.cache.client import open_redis
 from tenantgate.cli.arguments import at_least_one
 from tenantgate.cli.exit_codes import ExitCode
 from tenantgate.cli.reporting import run_with_settings
@@ -100,11 +102,19 @@ async def _rotate_with(
     settings: Settings, hsm: Hsm | None, within_days: int, grace_seconds: int
 ) -> list[dict[str, object]]:
     pepper = settings.security.key_pepper
-    async with open_database(settings.database) as database:
+    async with (
+        open_database(settings.database) as database,
+        open_redis(settings.redis) as redis,
+    ):
+        # This process serves nothing, so it has nothing to forget; but running instances may
+        # trust a rotated key's record for a minute, so each rotation is announced to them.
+        identity = IdentityCache(Verifier(pepper))
+        announcer = Announcer(redis)
+        identity.announce = announcer.announce
         admin = AdminService(
             database,
             KeyIssuer(KeyHasher(pepper), hsm=hsm),
-            IdentityCache(Verifier(pepper)),  # this process serves nothing: nothing to forget
+            identity,
             Provisioner(database, []),
         )
         rotated: list[dict[str, object]] = []
@@ -121,5 +131,11 @@ async def _rotate_with(
                     "rotated_key_id": str(key.id),
                     "new_key": msgspec.to_builtins(new_key),
                 }
+            )
+        if not await announcer.flush():
+            print(
+                f"{_PREFIX}: Redis unavailable: {announcer.unsent} rotations not announced; "
+                "running instances apply them within TENANTGATE_KEY_CACHE_TRUSTED_SECONDS",
+                file=sys.stderr,
             )
         return rotated

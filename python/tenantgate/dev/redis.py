@@ -21,7 +21,9 @@ exactly these rules (:data:`SERVICE_USER_RULES`)::
          +eval +hmget +hset +pexpire +time
 
 - ``&tenantgate:identity +publish +subscribe +unsubscribe``: announce changes to keys and
-  tenants to the other instances, and hear theirs (:mod:`tenantgate.cache.announcements`).
+  tenants to the other instances, and hear theirs (:mod:`tenantgate.cache.announcements`);
+  ``+ping`` on the subscribed connection proves the subscription live
+  (:mod:`tenantgate.identity.liveness`).
 
 - ``+acl|setuser +acl|getuser +acl|deluser``: create, inspect and delete tenants' ACL users
   (``tenantgate.cache.provisioning``); no other ``ACL`` subcommand (``LIST``, ``LOG``,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tenantgate.cluster_limits import ClusterBudget
     from tenantgate.identity.brake import GuessingBrake
     from tenantgate.identity.key_cache import KeyCache
+    from tenantgate.identity.liveness import SubscriptionLiveness
 
 __all__ = [
     "METRICS_STATE_KEY",
@@ -149,11 +150,16 @@ class FrontDoorCollector(Collector):
     them (nothing is done per request beyond an integer increment)."""
 
     def __init__(
-        self, keys: KeyCache, brake: GuessingBrake, cluster: ClusterBudget | None = None
+        self,
+        keys: KeyCache,
+        brake: GuessingBrake,
+        cluster: ClusterBudget | None = None,
+        liveness: SubscriptionLiveness | None = None,
     ) -> None:
         self._keys = keys
         self._brake = brake
         self._cluster = cluster
+        self._liveness = liveness
 
     def collect(self) -> Iterator[Metric]:
         decisions = CounterMetricFamily(
@@ -180,6 +186,24 @@ class FrontDoorCollector(Collector):
             "Key lookups running now.",
             value=self._keys.lookups_in_flight,
         )
+        yield CounterMetricFamily(
+            "tenantgate_key_records_trusted",
+            "Key records cached for TENANTGATE_KEY_CACHE_TRUSTED_SECONDS (the announcements "
+            "subscription was provably live).",
+            value=self._keys.trusted_inserts,
+        )
+        if self._liveness is not None:
+            yield GaugeMetricFamily(
+                "tenantgate_announcements_live",
+                "1 while the announcements subscription answered a ping within the last second.",
+                value=int(self._liveness.proven()),
+            )
+            yield CounterMetricFamily(
+                "tenantgate_announcements_lapses",
+                "Times the announcements subscription stopped being provably live after key "
+                "records were trusted on it (each cut them back to the short TTL).",
+                value=self._liveness.losses,
+            )
         if self._cluster is not None:
             fallback = CounterMetricFamily(
                 "tenantgate_ratelimit_fallback_decisions",

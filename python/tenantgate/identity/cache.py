@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -32,6 +33,7 @@ from tenantgate.errors import ServiceUnavailableError
 from tenantgate.identity.domains import Domains
 from tenantgate.identity.hsm_keys import HsmKeyMatcher
 from tenantgate.identity.key_cache import KeyCache
+from tenantgate.identity.liveness import SubscriptionLiveness
 from tenantgate.identity.plans import Plans
 
 if TYPE_CHECKING:
@@ -51,14 +53,37 @@ _logger = logging.getLogger("tenantgate.identity")
 class IdentityCache:
     """This instance's key cache, plans and domains, over one source of truth."""
 
-    def __init__(self, verifier: Verifier, hsm: KeyHmac | None = None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        hsm: KeyHmac | None = None,
+        *,
+        ttl_seconds: float = 1.0,
+        trusted_seconds: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``ttl_seconds`` must be the verifier's TTL; ``trusted_seconds`` is how long a record
+        is trusted while the announcements subscription is provably live (None: never
+        longer than the TTL); ``monotonic`` is the clock liveness is judged by (the
+        verifier's, in tests)."""
         self.announce: Callable[[str], Awaitable[None]] | None = None
         """Tells the other instances about a change (set by the plugin: Redis pub/sub)."""
         self._source: IdentitySource | None = None
         self.plans = Plans(self._load_plans)
         self.domains = Domains(verifier, self._load_custom_domains)
         matcher = HsmKeyMatcher(hsm, self._find_hsm_candidates) if hsm is not None else None
-        self.keys = KeyCache(verifier, self.plans, self._find_key, hsm=matcher)
+        self.liveness = SubscriptionLiveness(self._subscription_lost, monotonic)
+        """Whether this instance provably hears every announced change (fed by the plugin's
+        announcements listener)."""
+        self.keys = KeyCache(
+            verifier,
+            self.plans,
+            self._find_key,
+            hsm=matcher,
+            ttl_seconds=ttl_seconds,
+            trusted_seconds=trusted_seconds,
+            live=self.liveness.live,
+        )
 
     @contextlib.asynccontextmanager
     async def serving(
@@ -113,7 +138,15 @@ class IdentityCache:
 
     def forget_everything(self) -> None:
         """Drop every cached key record (announcements may have been missed)."""
-        self.keys.verifier.clear()
+        self.keys.forget_all()
+
+    def _subscription_lost(self) -> None:
+        shortened = self.keys.shorten()
+        _logger.warning(
+            "announcements subscription not provably live: %d key records now trusted for "
+            "the short TTL only",
+            shortened,
+        )
 
     async def _announce(self, message: str) -> None:
         if self.announce is None:
@@ -121,7 +154,8 @@ class IdentityCache:
         try:
             await self.announce(message)
         except Exception as exc:
-            # The TTL still brings the change everywhere; nothing to undo here.
+            # Not the Redis outage the announcer keeps messages through: a bug. The change
+            # is stored; other instances see it when their records expire.
             _logger.warning("announcing %s failed: %s", message, exc)
 
     async def reload_plans(self) -> None:

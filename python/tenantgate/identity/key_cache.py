@@ -25,6 +25,13 @@ HSM is down, with its record read fresh from PostgreSQL (so revocation, expiry a
 still apply): the same pepper digest is the same key, which the HSM vouched for. Each such use
 counts as a new one, so a key in steady use rides out an outage of any length.
 
+A usable key's record is trusted for the verifier's TTL (one second), or for
+``trusted_seconds`` while ``live()`` says every announced change provably reaches this instance
+(:mod:`tenantgate.identity.liveness`) and no change was announced while the record was being
+read (a record read before a revocation committed but cached after its announcement was applied
+must not outlive the TTL). :meth:`KeyCache.shorten` cuts every longer-trusted record back to
+within the TTL when that proof lapses. Refusals keep their own lifetime.
+
 A record's payload is a :class:`KeyEntry`: the caller's identity together with what the
 middleware needs to render the rate-limit headers, all computed once per lookup, none of it
 per request.
@@ -92,7 +99,8 @@ def sunset_headers(
 ) -> list[tuple[bytes, bytes]]:
     """``Deprecation`` (RFC 9745: since when, ``@`` Unix seconds) and ``Sunset`` (RFC 8594: when,
     an HTTP date) for a key that expires within :data:`SUNSET_NOTICE`; else no header. Worked
-    out when the key's record is cached (a record lives one second), not per request."""
+    out when the key's record is cached (a record lives a second, or up to a minute while
+    the subscription is live: the headers may start that much late), not per request."""
     if expires_at is None:
         return []
     now = now if now is not None else datetime.now(UTC)
@@ -163,8 +171,26 @@ class KeyCache:
         lookup: KeyLookup,
         counts: DecisionCounts | None = None,
         hsm: HsmKeyMatcher | None = None,
+        *,
+        ttl_seconds: float = 1.0,
+        trusted_seconds: float | None = None,
+        live: Callable[[], bool] | None = None,
     ) -> None:
         self.verifier = verifier
+        self._ttl_seconds = ttl_seconds
+        """The verifier's TTL: how long a record is trusted without proof of liveness."""
+        self._trusted_seconds = (
+            trusted_seconds
+            if trusted_seconds is not None and trusted_seconds > ttl_seconds
+            else None
+        )
+        self.live: Callable[[], bool] = live if live is not None else _never
+        """Whether every announced change provably reaches this instance now."""
+        self._changes = 0
+        """Invalidations so far (announced changes, lapses): a lookup that saw one happen
+        while it ran caches its answer for the TTL only."""
+        self.trusted_inserts = 0
+        """Records cached for ``trusted_seconds`` (a counter for ``/metrics``)."""
         self.counts = counts if counts is not None else DecisionCounts()
         """Decisions per plan, counted by the middleware."""
         """The native table and one-call check; the middleware calls it directly."""
@@ -217,11 +243,24 @@ class KeyCache:
 
     def forget_key(self, key_id: UUID) -> None:
         """Drop the key's record: its next request looks it up again."""
+        self._changes += 1
         self.verifier.invalidate_key(str(key_id))
 
     def forget_tenant(self, tenant_id: UUID) -> None:
         """Drop the records of all the tenant's keys."""
+        self._changes += 1
         self.verifier.invalidate_tenant(str(tenant_id))
+
+    def forget_all(self) -> None:
+        """Drop every record (announcements may have been missed)."""
+        self._changes += 1
+        self.verifier.clear()
+
+    def shorten(self) -> int:
+        """Cut every record trusted past the TTL back to within it (spread over the TTL, so
+        the lookups that follow do not all come at once); how many."""
+        self._changes += 1
+        return self.verifier.shorten(self._ttl_seconds)
 
     async def resolve(self, miss: Miss, authorization: bytes | None = None) -> None:
         """Look the missed digest up and cache the answer; one lookup per digest at a time.
@@ -255,6 +294,7 @@ class KeyCache:
             raise ServiceUnavailableError("postgresql") from None
         try:
             self.lookups += 1
+            changes = self._changes
             record = await self._lookup(digest)
             via_hsm = False
             if record is None and self.hsm is not None:
@@ -267,7 +307,7 @@ class KeyCache:
                         self._refused_by_hsm(display_prefix, exc)
                         return  # nothing cached: the next request asks the HSM again
                     via_hsm = record is not None
-            self._cache(digest, record, via_hsm=via_hsm)
+            self._cache(digest, record, via_hsm=via_hsm, unchanged=changes == self._changes)
         finally:
             self._slots.release()
 
@@ -284,7 +324,14 @@ class KeyCache:
                 self.hsm_unavailable,
             )
 
-    def _cache(self, digest: bytes, record: KeyRecord | None, *, via_hsm: bool = False) -> None:
+    def _cache(
+        self,
+        digest: bytes,
+        record: KeyRecord | None,
+        *,
+        via_hsm: bool = False,
+        unchanged: bool = False,
+    ) -> None:
         if record is None:
             self.verifier.insert_refusal(digest)
             return
@@ -324,4 +371,17 @@ class KeyCache:
             # budget.
             scopes=entry.scope_mask,
             networks=entry.networks,
+            ttl_seconds=self._trust_for(unchanged),
         )
+
+    def _trust_for(self, unchanged: bool) -> float | None:
+        """How long to trust a record just read: ``trusted_seconds`` if nothing changed while
+        it was read and the subscription is live, else None (the verifier's TTL)."""
+        if self._trusted_seconds is None or not unchanged or not self.live():
+            return None
+        self.trusted_inserts += 1
+        return self._trusted_seconds
+
+
+def _never() -> bool:
+    return False

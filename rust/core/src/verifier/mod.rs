@@ -246,11 +246,31 @@ impl<P> Verifier<P> {
         &self.clock
     }
 
-    /// Caches a record for `digest`, replacing whatever had the same index.
+    /// Caches a record for `digest` for the TTL, replacing whatever had the same index.
     ///
     /// # Errors
     /// [`CoreError::InvalidArgument`] if `expires_at` is NaN.
     pub fn insert(&self, digest: &Digest, record: Record<P>) -> CoreResult<()> {
+        self.insert_for_ns(digest, record, self.ttl_ns)
+    }
+
+    /// [`Verifier::insert`] for `ttl_seconds` instead of the TTL (a caller that knows it will
+    /// hear of every change in time may trust a record longer).
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] if `expires_at` is NaN or `ttl_seconds` is not finite
+    /// and positive.
+    pub fn insert_for(
+        &self,
+        digest: &Digest,
+        record: Record<P>,
+        ttl_seconds: f64,
+    ) -> CoreResult<()> {
+        let ttl = ttl_ns(ttl_seconds, "ttl_seconds must be finite and positive")?;
+        self.insert_for_ns(digest, record, ttl)
+    }
+
+    fn insert_for_ns(&self, digest: &Digest, record: Record<P>, ttl: u64) -> CoreResult<()> {
         let expires_at = match record.expires_at {
             None => f64::INFINITY,
             Some(t) if t.is_nan() => {
@@ -261,7 +281,7 @@ impl<P> Verifier<P> {
         let now = self.clock.monotonic_ns();
         let entry = Entry::record(
             *digest,
-            deadline(now, self.ttl_ns),
+            deadline(now, ttl),
             if record.usable {
                 expires_at
             } else {
@@ -309,6 +329,17 @@ impl<P> Verifier<P> {
     /// Drops every cached entry (domain bindings stay).
     pub fn clear(&self) {
         self.table.clear();
+    }
+
+    /// Makes every record that would stay fresh longer than `within_seconds` go stale within
+    /// them instead, each at its own point of that span (spread by its digest, so the lookups
+    /// that follow do not all come at once); refusals are left alone. How many were shortened.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] if `within_seconds` is not finite and positive.
+    pub fn shorten(&self, within_seconds: f64) -> CoreResult<usize> {
+        let within = ttl_ns(within_seconds, "within_seconds must be finite and positive")?;
+        Ok(self.table.shorten(self.clock.monotonic_ns(), within))
     }
 
     /// Entries held: records and refusals, including stale ones not yet evicted.
@@ -475,6 +506,62 @@ mod tests {
         assert_eq!(v.verify(&header(&good), None), Verdict::Hit(1));
         clock.advance(0.001).unwrap();
         assert!(matches!(v.verify(&header(&good), None), Verdict::Miss(_)));
+    }
+
+    #[test]
+    fn a_record_inserted_for_longer_lives_longer_until_shortened() {
+        let (clock, v) = setup(1000);
+        let long: Vec<String> = (0..50).map(|_| generate_key(Env::Live).unwrap()).collect();
+        for (i, k) in long.iter().enumerate() {
+            let key_id = format!("k{i}");
+            v.insert_for(&v.hash(k.as_bytes()), record("t", &key_id, 1), 60.0)
+                .unwrap();
+        }
+        let short = generate_key(Env::Live).unwrap();
+        v.insert(&v.hash(short.as_bytes()), record("t", "short", 2))
+            .unwrap();
+        let unknown = generate_key(Env::Live).unwrap();
+        v.insert_refusal(&v.hash(unknown.as_bytes()));
+        clock.advance(30.0).unwrap();
+        assert!(matches!(v.verify(&header(&short), None), Verdict::Miss(_)));
+        assert!(long
+            .iter()
+            .all(|k| v.verify(&header(k), None) == Verdict::Hit(1)));
+
+        // Shortened to within 2 s: each goes stale at its own point of those 2 s, none later.
+        assert_eq!(v.shorten(2.0).unwrap(), long.len());
+        assert_eq!(v.shorten(2.0).unwrap(), 0, "already within 2 s");
+        clock.advance(1.0).unwrap();
+        let stale = long
+            .iter()
+            .filter(|k| matches!(v.verify(&header(k), None), Verdict::Miss(_)))
+            .count();
+        assert!(
+            0 < stale && stale < long.len(),
+            "spread: {stale} of {} stale",
+            long.len()
+        );
+        clock.advance(1.0).unwrap();
+        assert!(long
+            .iter()
+            .all(|k| matches!(v.verify(&header(k), None), Verdict::Miss(_))));
+        assert!(v.shorten(f64::NAN).is_err());
+        assert!(v
+            .insert_for(&v.hash(short.as_bytes()), record("t", "s", 2), 0.0)
+            .is_err());
+    }
+
+    #[test]
+    fn shortening_leaves_refusals_and_short_records_alone() {
+        let (clock, v) = setup(1000);
+        let good = generate_key(Env::Live).unwrap();
+        let bad = generate_key(Env::Live).unwrap();
+        v.insert_for(&v.hash(good.as_bytes()), record("t", "k", 1), 0.5)
+            .unwrap();
+        v.insert_refusal(&v.hash(bad.as_bytes()));
+        assert_eq!(v.shorten(1.0).unwrap(), 0);
+        clock.advance(4.9).unwrap();
+        assert_eq!(v.verify(&header(&bad), None), Verdict::Refused);
     }
 
     #[test]

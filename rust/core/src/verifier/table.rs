@@ -421,6 +421,27 @@ impl<P> Table<P> {
         }
     }
 
+    /// Moves the deadline of every record that stays fresh past `now + within` to a point in
+    /// `(now, now + within]` picked by its digest; how many were moved.
+    pub(super) fn shorten(&self, now: u64, within: u64) -> usize {
+        let mut shortened = 0;
+        for shard in &self.shards {
+            let mut shard = shard.write();
+            for entry in shard.slots.iter_mut().flatten() {
+                if entry.payload.is_none() || entry.deadline_ns.get() <= now.saturating_add(within)
+                {
+                    continue;
+                }
+                // The digest is uniformly random: bytes 16..24 spread the new deadlines evenly.
+                let mut spread = [0u8; 8];
+                spread.copy_from_slice(&entry.digest[16..24]);
+                entry.deadline_ns = deadline(now, 1 + u64::from_le_bytes(spread) % within);
+                shortened += 1;
+            }
+        }
+        shortened
+    }
+
     /// Entries held, including stale ones not yet evicted.
     pub(super) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.read().len()).sum()

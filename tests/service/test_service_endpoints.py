@@ -394,3 +394,27 @@ def _next_request_id() -> str:
     from tenantgate.http.request_id import _new_ids
 
     return _new_ids.next()
+
+
+def test_the_services_factory_freezes_what_lives_as_long_as_the_process(
+    service_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects alive once the served app has started are kept out of the collector's
+    generations (full collections walking them stalled requests); a plain app built with the
+    plugin leaves the collector alone."""
+    import gc
+
+    from tenantgate.app import create_app_from_env
+
+    for name, value in service_environment.items():
+        monkeypatch.setenv(name, value)
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(Settings.from_env())) as client:
+            assert client.get("/healthz").status_code == 200
+            assert gc.get_freeze_count() == 0
+        with TestClient(create_app_from_env()) as client:
+            assert client.get("/healthz").status_code == 200
+            assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio.connection import Connection
 
-from tenantgate.cache.connections import pack
+from tenantgate.cache.pipelined import pack
 
 ARGUMENT = st.one_of(
     st.binary(max_size=64),

@@ -156,3 +156,30 @@ def test_a_refused_login_is_a_connection_error(own_redis: Any) -> None:
 
     with pytest.raises(RedisConnectionError, match="login"):
         asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("url", "shared"),
+    [
+        ("redis://tenantgate:pw@127.0.0.1:6379/0", True),
+        ("rediss://tenantgate:pw@127.0.0.1:6379/0", False),  # TLS: the pool's own connections
+        ("unix:///run/redis.sock", False),
+    ],
+)
+def test_only_a_plain_tcp_server_gets_the_shared_connection(url: str, shared: bool) -> None:
+    import redis.asyncio
+
+    from tenantgate.cache.tenant_redis import TenantRedis
+
+    async def source_kind() -> bool:
+        client = redis.asyncio.Redis(
+            connection_pool=redis.asyncio.BlockingConnectionPool.from_url(url)
+        )
+        tenant_redis = TenantRedis(client, pepper=b"p" * 32, remake_user=lambda tenant: None)  # type: ignore[arg-type, return-value]
+        try:
+            return isinstance(tenant_redis._source, PipelinedConnection)
+        finally:
+            await tenant_redis.aclose()
+            await client.aclose()
+
+    assert asyncio.run(source_kind()) is shared

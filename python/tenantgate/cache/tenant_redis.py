@@ -160,10 +160,13 @@ class TenantRedis:
 def _tenant_source(
     client: RedisClient, kwargs: dict[str, Any], service_auth: Command
 ) -> ConnectionSource | PipelinedConnection:
-    """Where tenants' round trips go: on a single server reached over TCP, one shared
+    """Where tenants' round trips go: on a single server reached over plain TCP, one shared
     connection that writes concurrent round trips together (:mod:`~tenantgate.cache.pipelined`);
-    on a cluster, the node of the tenant's slot."""
-    if isinstance(client, redis.asyncio.RedisCluster) or "host" not in kwargs:
+    on a cluster, the node of the tenant's slot; over TLS or a Unix socket, the client's pool."""
+    if (
+        isinstance(client, redis.asyncio.RedisCluster)
+        or client.connection_pool.connection_class is not redis.asyncio.Connection
+    ):
         return source_of(client)
     login: list[Command] = []
     if kwargs.get("password"):

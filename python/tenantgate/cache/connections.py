@@ -276,12 +276,7 @@ async def _pipelined_round_trip(
 ) -> list[Reply]:
     """:func:`round_trip` on the shared, auto-pipelined connection (see
     :mod:`tenantgate.cache.pipelined`)."""
-    prologue: list[Command] = []
-    epilogue: list[Command] = list(restore)
-    if database is not None:
-        prologue.append(("SELECT", database))
-        epilogue.append(("SELECT", connection.database))
-    everything = [*prologue, *commands, *epilogue]
+    everything, opened, closing = _framed(commands, database, restore, connection.database)
     packed = pack(everything)
     for attempt in (1, 2):
         try:
@@ -295,14 +290,31 @@ async def _pipelined_round_trip(
         except TimeoutError as slow:
             # Slow is not broken: the replies will be read and dropped in turn.
             raise RedisTimeoutError("Timeout talking to Redis") from slow
-    back = replies[len(everything) - len(epilogue) :]
+    back = replies[len(everything) - closing :]
     if not all(reply == b"OK" for reply in back):
         # The connection is not surely the service's in its own database any more.
         _logger.error("Redis did not put a connection back: %r", back)
         connection.close()
-    if prologue and isinstance(replies[0], Exception):
+    if opened and isinstance(replies[0], Exception):
         raise DatabaseRefusedError(database or 0)
-    return replies[len(prologue) : len(everything) - len(epilogue)]
+    return replies[opened : len(everything) - closing]
+
+
+def _framed(
+    commands: Sequence[Command],
+    database: int | None,
+    restore: Sequence[Command],
+    own_database: int,
+) -> tuple[list[Command], int, int]:
+    """An exchange's commands — ``[SELECT database]``, ``commands``, ``restore``, ``[SELECT
+    own_database]`` — and how many come before and after ``commands``."""
+    if database is None:
+        return [*commands, *restore], 0, len(restore)
+    return (
+        [("SELECT", database), *commands, *restore, ("SELECT", own_database)],
+        1,
+        len(restore) + 1,
+    )
 
 
 async def _exchange(
@@ -312,12 +324,7 @@ async def _exchange(
     restore: Sequence[Command],
 ) -> list[Reply]:
     connection = lease.connection
-    prologue: list[Command] = []
-    epilogue: list[Command] = list(restore)
-    if database is not None:
-        prologue.append(("SELECT", database))
-        epilogue.append(("SELECT", connection.db))
-    everything = [*prologue, *commands, *epilogue]
+    everything, opened, closing = _framed(commands, database, restore, int(connection.db))
     clean = False
     try:
         # One deadline for the whole exchange. redis-py would wrap the write in a wait_for (a
@@ -330,7 +337,7 @@ async def _exchange(
         except TimeoutError as slow:
             # As redis-py would say it: slow is not broken, so no retry on another connection.
             raise RedisTimeoutError("Timeout talking to Redis") from slow
-        back = replies[len(everything) - len(epilogue) :]
+        back = replies[len(everything) - closing :]
         clean = all(reply == b"OK" for reply in back)
         if not clean:
             _logger.error("Redis did not put a connection back: %r", back)
@@ -338,9 +345,9 @@ async def _exchange(
         if not clean:
             await connection.disconnect(nowait=True)
         await lease.give_back()
-    if prologue and isinstance(replies[0], Exception):
+    if opened and isinstance(replies[0], Exception):
         raise DatabaseRefusedError(database or 0)
-    return replies[len(prologue) : len(everything) - len(epilogue)]
+    return replies[opened : len(everything) - closing]
 
 
 async def _send(connection: AbstractConnection, packed: bytes) -> None:

@@ -117,26 +117,38 @@ def test_a_round_trip_that_gave_up_waiting_does_not_shift_the_replies_of_the_nex
         admin.close()
 
 
-def test_a_connection_redis_closed_is_replaced_by_the_next_round_trip(own_redis: Any) -> None:
+def test_a_connection_redis_closed_is_replaced_and_no_reply_reaches_another_round_trip(
+    own_redis: Any,
+) -> None:
     redis_server = own_redis()
+    keys = [f"k{n}".encode() for n in range(100)]
 
-    async def scenario() -> list[object]:
+    async def scenario() -> tuple[list[object], list[object]]:
         connection = connection_to(redis_server)
         try:
-            assert await round_trip(connection, b"", [("SET", b"k", b"v")]) == [b"OK"]
+            for key in keys:
+                await round_trip(connection, b"", [("SET", key, key)])
             admin = redis_server.client()
             try:
-                admin.execute_command(
-                    "CLIENT", "KILL", "USER", urlsplit(redis_server.service_url).username
-                )
+                assert admin.execute_command("CLIENT", "KILL", "SKIPME", "yes") >= 1
             finally:
                 admin.close()
-            await asyncio.sleep(0.1)  # the close reaches the connection
-            return await round_trip(connection, b"", [("GET", b"k")])
+            # Round trips started before the close is noticed, while it is, and after: each
+            # gets its own reply or a connection error, never another's reply.
+            answers = await asyncio.gather(
+                *(round_trip(connection, b"", [("GET", key)]) for key in keys),
+                return_exceptions=True,
+            )
+            await asyncio.sleep(0.1)
+            after = await round_trip(connection, b"", [("GET", keys[0])])
+            return list(answers), after
         finally:
             await connection.aclose()
 
-    assert asyncio.run(scenario()) == [b"v"]
+    answers, after = asyncio.run(scenario())
+    for key, answer in zip(keys, answers, strict=True):
+        assert answer == [key] or isinstance(answer, RedisConnectionError), (key, answer)
+    assert after == [keys[0]]
 
 
 def test_a_refused_login_is_a_connection_error(own_redis: Any) -> None:

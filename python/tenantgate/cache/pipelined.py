@@ -71,7 +71,6 @@ class PipelinedConnection:
     on which exchanges are written in batches and answered in order."""
 
     __slots__ = (
-        "_connect_timeout",
         "_connecting",
         "_flush_scheduled",
         "_host",
@@ -103,7 +102,6 @@ class PipelinedConnection:
         """The database the connection is in between exchanges."""
         self.timeout = timeout
         """How long a round trip (and connecting) may take."""
-        self._connect_timeout = timeout
         self._transport: asyncio.Transport | None = None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[None] | None = None
@@ -117,6 +115,10 @@ class PipelinedConnection:
         iteration; their ``count`` replies, error replies included as exception objects."""
         if self._transport is None:
             await self._connect()
+            if self._transport is None:  # lost again before this task ran on
+                raise RedisConnectionError("Redis closed the connection")
+        # From here to the await, nothing else runs: the exchange is queued on the connection
+        # it was checked on, never on a newer one whose replies it could take.
         loop = asyncio.get_running_loop()
         waiting = _Waiting(count, loop.create_future())
         self._waiting.append(waiting)
@@ -158,7 +160,7 @@ class PipelinedConnection:
         loop = asyncio.get_running_loop()
         self._connecting = loop.create_future()
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(self.timeout):
                 transport, protocol = await loop.create_connection(
                     lambda: _Protocol(self), self._host, self._port
                 )
@@ -174,7 +176,7 @@ class PipelinedConnection:
         # The login goes first on the new connection: it is an exchange like any other.
         if self._login:
             waiting = _Waiting(len(self._login), loop.create_future())
-            self._waiting.appendleft(waiting)
+            self._waiting.append(waiting)
             transport.write(pack(self._login))
             replies = await waiting.future
             if any(reply != b"OK" for reply in replies):

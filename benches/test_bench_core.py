@@ -89,6 +89,24 @@ def loaded_verifier(impl: ModuleType, keys: list[str], quota: object) -> tuple[A
     return verifier, principals
 
 
+def charging_verifier(impl: ModuleType, keys: list[str], quota: object, **restriction: Any) -> Any:
+    """A verifier holding every key of ``keys`` for its own tenant, charged against ``quota``
+    (payload: the key's index), with ``restriction`` (``scopes``, ``networks``) on each."""
+    verifier = impl.Verifier(PEPPER, ttl_seconds=3600.0)
+    for i, key in enumerate(keys):
+        verifier.insert(
+            verifier.hash(key),
+            tenant_id=f"tenant-{i}",
+            key_id=f"key-{i}",
+            expires_at=None,
+            usable=True,
+            payload=i,
+            quota=quota,
+            **restriction,
+        )
+    return verifier
+
+
 @IMPLS
 @pytest.mark.benchmark(group="key.parse")
 def test_key_parse(benchmark, impl, keys):
@@ -189,18 +207,8 @@ def test_auth_and_limit(benchmark, impl, keys, store):
     buckets on the heap (one process) or in the host's shared table (``tenantgate serve``)."""
     benchmark.group = "auth+limit" if store == "heap" else "auth+limit.shared"
     quota = impl.Quota(1e9, 1_000_000_000)
-    verifier = impl.Verifier(PEPPER, ttl_seconds=3600.0)
+    verifier = charging_verifier(impl, keys, quota)
     verifier.bind_domain("other-tenant.example", "tenant-x")
-    for i, key in enumerate(keys):
-        verifier.insert(
-            verifier.hash(key),
-            tenant_id=f"tenant-{i}",
-            key_id=f"key-{i}",
-            expires_at=None,
-            usable=True,
-            payload=i,
-            quota=quota,
-        )
     if store == "heap":
         limiter = impl.Limiter()
     else:
@@ -230,19 +238,13 @@ def test_auth_and_limit_restricted(benchmark, impl, keys):
     source address, which the record checks before it charges."""
     benchmark.group = "auth+limit.restricted"
     quota = impl.Quota(1e9, 1_000_000_000)
-    verifier = impl.Verifier(PEPPER, ttl_seconds=3600.0)
-    for i, key in enumerate(keys):
-        verifier.insert(
-            verifier.hash(key),
-            tenant_id=f"tenant-{i}",
-            key_id=f"key-{i}",
-            expires_at=None,
-            usable=True,
-            payload=i,
-            quota=quota,
-            scopes=0b0010101,  # the three :read scopes
-            networks=["10.0.0.0/8", "2001:db8::/32"],
-        )
+    verifier = charging_verifier(
+        impl,
+        keys,
+        quota,
+        scopes=0b0010101,  # the three :read scopes
+        networks=["10.0.0.0/8", "2001:db8::/32"],
+    )
     limiter = impl.Limiter()
     headers = [f"Bearer {k}".encode() for k in keys]
     host = HOST.encode()
@@ -308,17 +310,7 @@ def test_auth_and_limit_with_brake(benchmark, impl, keys, traffic):
     call's miss, then the brake's refusal, with no lookup."""
     benchmark.group = f"auth+limit.brake.{traffic}"
     quota = impl.Quota(1e9, 1_000_000_000)
-    verifier = impl.Verifier(PEPPER, ttl_seconds=3600.0)
-    for i, key in enumerate(keys):
-        verifier.insert(
-            verifier.hash(key),
-            tenant_id=f"tenant-{i}",
-            key_id=f"key-{i}",
-            expires_at=None,
-            usable=True,
-            payload=i,
-            quota=quota,
-        )
+    verifier = charging_verifier(impl, keys, quota)
     limiter = impl.Limiter()
     brake = Brake(impl)
     for _ in range(20):

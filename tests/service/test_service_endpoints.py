@@ -38,8 +38,12 @@ def _unused_port() -> int:
 
 
 def _settings(**environ: str) -> Settings:
+    return Settings.from_env(_unreachable_services() | environ)
+
+
+def _unreachable_services() -> dict[str, str]:
     dead = _unused_port()  # nothing listens here: every backing service is "down"
-    base = {
+    return {
         "TENANTGATE_DATABASE_URL": f"postgresql://tenantgate:pw@127.0.0.1:{dead}/tenantgate",
         "TENANTGATE_REDIS_URL": f"redis://127.0.0.1:{dead}/0",
         "TENANTGATE_S3_ENDPOINT_URL": f"http://127.0.0.1:{dead}",
@@ -49,7 +53,6 @@ def _settings(**environ: str) -> Settings:
         "TENANTGATE_KEY_PEPPER": "11" * 32,
         "TENANTGATE_MAX_BODY_BYTES": "1024",
     }
-    return Settings.from_env(base | environ)
 
 
 @get("/test/boom", sync_to_thread=False)
@@ -397,7 +400,7 @@ def _next_request_id() -> str:
 
 
 def test_the_services_factory_freezes_what_lives_as_long_as_the_process(
-    service_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Objects alive once the served app has started are kept out of the collector's
     generations (full collections walking them stalled requests); a plain app built with the
@@ -406,7 +409,7 @@ def test_the_services_factory_freezes_what_lives_as_long_as_the_process(
 
     from tenantgate.app import create_app_from_env
 
-    for name, value in service_environment.items():
+    for name, value in _unreachable_services().items():
         monkeypatch.setenv(name, value)
     gc.unfreeze()
     try:

@@ -195,3 +195,33 @@ def test_only_a_plain_tcp_server_gets_the_shared_connection(url: str, shared: bo
             await client.aclose()
 
     assert asyncio.run(source_kind()) is shared
+
+
+def test_a_connection_attempt_cut_short_by_the_deadline_leaves_none_pending() -> None:
+    """A round trip whose deadline passes while its connection is still being made must not
+    leave the attempt pending: every later round trip would wait on it forever (each then
+    failing at its deadline), even after Redis answers again."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        # Fill the accept queue (nobody accepts): further connection attempts hang.
+        fillers = [socket.socket() for _ in range(4)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+
+        async def scenario() -> object:
+            connection = PipelinedConnection("127.0.0.1", port, login=[], timeout=0.2)
+            with pytest.raises((RedisTimeoutError, RedisConnectionError)):
+                await round_trip(connection, b"", [("PING",)])
+            # (White-box: a behavioural check would need this endpoint to become a Redis.)
+            return connection._connecting
+
+        try:
+            assert asyncio.run(scenario()) is None
+        finally:
+            for filler in fillers:
+                filler.close()

@@ -158,27 +158,33 @@ class PipelinedConnection:
                 raise RedisConnectionError("could not connect to Redis")
             return
         loop = asyncio.get_running_loop()
-        self._connecting = loop.create_future()
+        connecting = self._connecting = loop.create_future()
         try:
             async with asyncio.timeout(self.timeout):
                 transport, protocol = await loop.create_connection(
                     lambda: _Protocol(self), self._host, self._port
                 )
         except (OSError, TimeoutError) as exc:
-            self._connecting.set_result(None)
-            self._connecting = None
             raise RedisConnectionError(f"could not connect to Redis: {exc!r}") from exc
-        self._reader = _new_reader()
-        self._transport = transport
-        self._protocol = protocol
-        self._connecting.set_result(None)
-        self._connecting = None
+        else:
+            self._reader = _new_reader()
+            self._transport = transport
+            self._protocol = protocol
+        finally:
+            # Whatever happened — the caller's own deadline may cancel it mid-connect — the
+            # exchanges waiting on this attempt wake up, and the next one may try again.
+            self._connecting = None
+            connecting.set_result(None)
         # The login goes first on the new connection: it is an exchange like any other.
         if self._login:
             waiting = _Waiting(len(self._login), loop.create_future())
             self._waiting.append(waiting)
             transport.write(pack(self._login))
-            replies = await waiting.future
+            try:
+                replies = await waiting.future
+            except BaseException:  # cancelled before the login was answered: unknown state
+                self.close()
+                raise
             if any(reply != b"OK" for reply in replies):
                 self.close()
                 raise RedisConnectionError(f"Redis refused the service's login: {replies!r}")

@@ -253,7 +253,7 @@ async def _copy_items(admin_url: str, tenant_id: str, count: int) -> list[str]:
     return ids
 
 
-def _prepare(url: str, admin_token: str) -> tuple[str, dict[str, str], str]:
+def prepare_tenant(url: str, admin_token: str) -> tuple[str, dict[str, str], str]:
     """A tenant on a plan that never refuses, an item, a cached value: (tenant id, headers,
     item id)."""
     admin = {"Authorization": f"Bearer {admin_token}"}
@@ -321,7 +321,7 @@ def main() -> int:
         try:
             assert dev.stdout is not None
             ready = json.loads(dev.stdout.readline())
-            tenant_id, tenant, item_id = _prepare(ready["url"], ready["admin_token"])
+            tenant_id, tenant, item_id = prepare_tenant(ready["url"], ready["admin_token"])
             print(f"inserting {mode.items:,} items (and their baseline copy)…", flush=True)
             ids = asyncio.run(_copy_items(ready["database_admin_url"], tenant_id, mode.items))
             slices = IdSlices(ids, folder)

@@ -22,8 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import httpx
-
+from e2e import WALK_SCRIPT, prepare_tenant
 from tenantgate.dev.ports import free_port
 
 ROUNDS = 3
@@ -33,17 +32,6 @@ THREADS = 1
 
 
 MISS_ITEMS = 100_000
-
-WALK_SCRIPT = """
-local ids = {}
-for line in io.lines(os.getenv("TENANTGATE_BENCH_IDS")) do ids[#ids + 1] = line end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/v1/items/" .. ids[(n % #ids) + 1])
-end
-"""
-"""A wrk script: each request reads the next item of the list, so none is read twice."""
 
 
 def wrk(url: str, headers: dict[str, str], script: Path | None = None) -> float:
@@ -104,22 +92,11 @@ def _start(data_dir: Path, *, pgbouncer: bool) -> tuple[subprocess.Popen[str], d
     )
     assert dev.stdout is not None
     ready = json.loads(dev.stdout.readline())
-    admin = {"Authorization": f"Bearer {ready['admin_token']}"}
-    with httpx.Client(base_url=ready["url"], timeout=30) as client:
-        client.put(
-            "/admin/v1/plans/bench", json={"rate_per_second": 1e8, "burst": 10**9}, headers=admin
-        ).raise_for_status()
-        created = client.post(
-            "/admin/v1/tenants", json={"name": "load", "plan": "bench"}, headers=admin
-        )
-        created.raise_for_status()
-    ids = _insert_items(ready["database_admin_url"], created.json()["tenant"]["id"])
-    (data_dir / "ids.txt").write_text("\n".join(ids))
-    return dev, {
-        "url": ready["url"],
-        "key": created.json()["api_key"]["key"],
-        "ids": str(data_dir / "ids.txt"),
-    }
+    tenant_id, headers, _ = prepare_tenant(ready["url"], ready["admin_token"])
+    ids = _insert_items(ready["database_admin_url"], tenant_id)
+    paths = data_dir / "paths.txt"
+    paths.write_text("".join(f"/v1/items/{item_id}\n" for item_id in ids))
+    return dev, {"url": ready["url"], "headers": headers, "paths": str(paths)}
 
 
 def main() -> int:
@@ -139,9 +116,8 @@ def main() -> int:
                 servers[name] = _start(data_dir, pgbouncer=pgbouncer)
             for _ in range(ROUNDS):
                 for name, (_, target) in servers.items():
-                    os.environ["TENANTGATE_BENCH_IDS"] = target["ids"]
-                    headers = {"Authorization": f"Bearer {target['key']}"}
-                    rates[name].append(wrk(target["url"], headers, script=walk))
+                    os.environ["TENANTGATE_BENCH_PATHS"] = target["paths"]
+                    rates[name].append(wrk(target["url"], target["headers"], script=walk))
         finally:
             for dev, _ in servers.values():
                 dev.send_signal(signal.SIGINT)

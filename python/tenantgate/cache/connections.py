@@ -40,7 +40,6 @@ __all__ = [
     "Reply",
     "TopologyChangedError",
     "on_every_node",
-    "pack",
     "round_trip",
     "source_of",
 ]
@@ -98,43 +97,24 @@ class _PoolLease:
 
 
 class PoolSource:
-    """A single server: any connection of the client's (blocking, bounded) pool.
+    """A single server: any connection of the client's (blocking, bounded) pool. (Tenants'
+    round trips on a single server take the shared pipelined connection instead; this one
+    serves the service's own commands.)"""
 
-    With ``keep_idle``, up to that many connections given back are kept here for the next
-    borrow instead of going back to the pool: redis-py's blocking pool takes a condition, a
-    timeout and a non-blocking read to check each connection it lends, which showed in
-    profiles of every cached request. Nothing is lost by skipping that check: a round trip
-    gives back a connection it read to the end or disconnected. The pool still bounds the
-    connections (kept ones count as lent), and :meth:`connection_failed` disconnects the kept
-    ones, so the retry after a Redis restart reconnects. Only a long-lived source should keep
-    connections (the pool's ``aclose`` closes them all at shutdown).
-    """
+    __slots__ = ("_pool",)
 
-    __slots__ = ("_idle", "_keep_idle", "_pool")
-
-    def __init__(self, pool: redis.asyncio.ConnectionPool, *, keep_idle: int = 0) -> None:
+    def __init__(self, pool: redis.asyncio.ConnectionPool) -> None:
         self._pool = pool
-        self._keep_idle = keep_idle
-        self._idle: list[AbstractConnection] = []
 
     async def borrow(self, routing_key: bytes) -> Lease:
-        if self._idle:
-            return _PoolLease(self, self._idle.pop())
         connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         return _PoolLease(self, connection)
 
     async def give_back(self, connection: AbstractConnection) -> None:
-        if len(self._idle) < self._keep_idle and connection.is_connected:
-            self._idle.append(connection)
-        else:
-            await self._pool.release(connection)
+        await self._pool.release(connection)
 
     async def connection_failed(self) -> None:
-        """A connection broke: the kept ones likely did too (a restart); let them reconnect."""
-        kept, self._idle = self._idle, []
-        for connection in kept:
-            await connection.disconnect(nowait=True)
-            await self._pool.release(connection)
+        return None  # the pool checks each connection it lends
 
     async def topology_changed(self) -> None:
         return None
@@ -216,11 +196,11 @@ async def on_every_node(client: RedisClient, command: Command) -> list[Reply]:
     return [(await round_trip(node, b"", [command]))[0] for node in nodes]
 
 
-def source_of(client: RedisClient, *, keep_idle: int = 0) -> ConnectionSource:
-    """The connection source below ``client`` (``keep_idle``: see :class:`PoolSource`)."""
+def source_of(client: RedisClient) -> ConnectionSource:
+    """The connection source below ``client``."""
     if isinstance(client, redis.asyncio.RedisCluster):
         return ClusterSource(client)
-    return PoolSource(client.connection_pool, keep_idle=keep_idle)
+    return PoolSource(client.connection_pool)
 
 
 async def round_trip(
